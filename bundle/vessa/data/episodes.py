@@ -1,0 +1,64 @@
+"""Stage-1 episodes: a labelled query slice and templates retrieved for it from the bank."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from vessa.data.template_bank import TemplateBank, resize_image, resize_label
+
+
+def augment_pair(image: torch.Tensor, label: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random rotation, scale, shift and gamma of a (C, S, S) image and its (S, S) label."""
+    r = lambda lo, hi: float(lo + (hi - lo) * torch.rand(1, generator=generator))  # noqa: E731
+    angle, scale = math.radians(r(-15, 15)), r(0.85, 1.15)
+    theta = torch.tensor(
+        [[math.cos(angle) / scale, -math.sin(angle) / scale, r(-0.08, 0.08)], [math.sin(angle) / scale, math.cos(angle) / scale, r(-0.08, 0.08)]]
+    )[None]
+    grid = F.affine_grid(theta, [1, 1, *image.shape[-2:]], align_corners=False)
+    img = F.grid_sample(image[None], grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
+    lab = F.grid_sample(label[None, None].float(), grid, mode="nearest", align_corners=False)[0, 0].long()
+    img = img.clamp(0, 1) ** r(0.7, 1.5)
+    return img, lab
+
+
+class EpisodeDataset(Dataset):
+    """Random (query, templates) episodes drawn from labelled slices only.
+
+    Args:
+        slices: labelled slices from :func:`vessa.data.load_slices` (with labels).
+        bank: template bank built from the same labelled split.
+        num_templates: templates per episode, drawn from the ``retrieve_k`` most similar exemplars of
+            other cases.
+        length: episodes per epoch.
+    """
+
+    def __init__(self, slices: list[dict], bank: TemplateBank, num_templates: int = 1, retrieve_k: int = 3, length: int = 100, augment: bool = True, seed: int = 0) -> None:
+        self.slices = [s for s in slices if (s["label"] > 0).any()]
+        self.bank = bank
+        self.num_templates = num_templates
+        self.retrieve_k = max(retrieve_k, num_templates)
+        self.length = length
+        self.augment = augment
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        g = self.generator
+        s = self.slices[int(torch.randint(0, len(self.slices), (1,), generator=g))]
+        size = self.bank.image_size
+        image, label = resize_image(s["image"], size), resize_label(s["label"], size)
+        if self.augment:
+            image, label = augment_pair(image, label, g)
+        candidates = self.bank.retrieve(image, self.retrieve_k, s.get("slice_pos"), exclude_id=s["id"])
+        pick = torch.randperm(len(candidates), generator=g)[: self.num_templates].tolist()
+        templates, template_masks = self.bank.gather([candidates[i] for i in pick])
+        while templates.shape[0] < self.num_templates:  # fewer exemplars than templates asked for
+            templates, template_masks = torch.cat([templates, templates[:1]]), torch.cat([template_masks, template_masks[:1]])
+        target = torch.stack([(label == v) for v in self.bank.foreground]).float()
+        return {"image": image, "label": target, "templates": templates, "template_masks": template_masks}

@@ -1,0 +1,69 @@
+"""Segmenting images with a trained assistant and its template bank (used by evaluation, stage 2 and the app)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vessa.data.template_bank import TemplateBank, resize_image, resize_label
+from vessa.networks.assistant import VessaAssistant, merge_classes
+
+
+class AssistantPredictor:
+    """Retrieves templates for an image, runs the assistant at its working size and maps the result back.
+
+    Args:
+        model: trained :class:`VessaAssistant`.
+        bank: the template bank it was trained with (or one grown since).
+        num_templates: exemplars retrieved per image.
+    """
+
+    def __init__(self, model: VessaAssistant, bank: TemplateBank, num_templates: int = 1, device: str | torch.device = "cpu", threshold: float = 0.5) -> None:
+        self.model = model.to(device).eval()
+        self.bank = bank
+        self.num_templates = num_templates
+        self.device = torch.device(device)
+        self.threshold = threshold
+
+    def _templates(self, image: torch.Tensor, slice_pos: float | None, exclude_id: str | None) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+        idx = self.bank.retrieve(image, self.num_templates, slice_pos, exclude_id)
+        t_img, t_mask = self.bank.gather(idx)
+        return idx, t_img[None].to(self.device), t_mask[None].to(self.device)
+
+    @torch.no_grad()
+    def predict(
+        self,
+        image: np.ndarray | torch.Tensor,
+        slice_pos: float | None = None,
+        exclude_id: str | None = None,
+        coarse_label: np.ndarray | torch.Tensor | None = None,
+    ) -> dict:
+        """Segment one (C, H, W) image in [0, 1].
+
+        ``coarse_label`` is an optional (H, W) class-index map used as the coarse-mask prompt of every class.
+        Returns ``label`` (H, W) long, ``probs`` (K, H, W), ``iou`` (K,) predicted IoU of the chosen masks,
+        ``templates`` the bank indices used.
+        """
+        img = torch.as_tensor(np.asarray(image, dtype=np.float32))
+        h, w = img.shape[-2:]
+        size = self.bank.image_size
+        x = resize_image(img, size)[None].to(self.device)
+        idx, t_img, t_mask = self._templates(x[0], slice_pos, exclude_id)
+        coarse = None
+        if coarse_label is not None:
+            lab = resize_label(coarse_label, size)
+            coarse = torch.stack([(lab == v) for v in self.bank.foreground]).float()[None].to(self.device)
+        out = self.model(x, t_img, t_mask, coarse_mask=coarse)
+        logits = F.interpolate(out["best"], size=(h, w), mode="bilinear", align_corners=False)
+        best_iou = out["iou"].max(-1).values[0]
+        values = torch.tensor([0] + self.bank.foreground)
+        label = values[merge_classes(logits, self.threshold)[0].cpu()]
+        return {"label": label, "probs": torch.sigmoid(logits)[0].cpu(), "iou": best_iou.cpu(), "templates": idx}
+
+    def template_copy(self, image: np.ndarray | torch.Tensor, slice_pos: float | None = None, exclude_id: str | None = None) -> torch.Tensor:
+        """The baseline: the label of the most similar exemplar, resized to the image. (H, W) long."""
+        img = torch.as_tensor(np.asarray(image, dtype=np.float32))
+        idx = self.bank.retrieve(resize_image(img, self.bank.image_size), 1, slice_pos, exclude_id)[0]
+        mask = self.bank.masks[idx].float()[None, None]
+        return F.interpolate(mask, size=tuple(img.shape[-2:]), mode="nearest")[0, 0].long()

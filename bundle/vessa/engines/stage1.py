@@ -1,0 +1,78 @@
+"""Stage 1: the assistant learns from (query, template) episodes of the labelled split."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from monai.engines import Trainer
+from monai.engines.utils import IterationEvents
+from torch.optim import Optimizer
+from torch.utils.data import DataLoader
+
+from vessa.engines.prompts import simulate_prompts
+from vessa.losses.assistant_loss import AssistantLoss
+from vessa.networks.assistant import VessaAssistant
+
+
+class Stage1Trainer(Trainer):
+    """An ignite/MONAI trainer whose iteration is one batch of assistant episodes with simulated prompts.
+
+    Args:
+        network: the assistant.
+        prompt_kwargs: probabilities of the simulated coarse-mask, click and box prompts
+            (see :func:`vessa.engines.prompts.simulate_prompts`).
+        seed: seed of the prompt simulation.
+        Other arguments as :class:`monai.engines.SupervisedTrainer`.
+    """
+
+    def __init__(
+        self,
+        device: str | torch.device,
+        max_epochs: int,
+        train_data_loader: DataLoader,
+        network: VessaAssistant,
+        optimizer: Optimizer,
+        loss_function: AssistantLoss,
+        epoch_length: int | None = None,
+        prompt_kwargs: dict | None = None,
+        seed: int = 0,
+        train_handlers: Sequence | None = None,
+        key_train_metric: dict | None = None,
+        postprocessing: Callable | None = None,
+    ) -> None:
+        super().__init__(
+            device=device,
+            max_epochs=max_epochs,
+            data_loader=train_data_loader,
+            epoch_length=epoch_length,
+            handlers=train_handlers,
+            key_metric=key_train_metric,
+            postprocessing=postprocessing,
+            decollate=False,
+        )
+        self.network = network
+        self.optimizer = optimizer
+        self.loss_function = loss_function
+        self.prompt_kwargs = prompt_kwargs or {}
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _iteration(self, engine: "Stage1Trainer", batchdata: dict[str, torch.Tensor]) -> dict:
+        device = engine.state.device
+        batch = {k: v.to(device) for k, v in batchdata.items()}
+        prompts = simulate_prompts(batch["label"].cpu(), self.generator, **self.prompt_kwargs)
+        prompts = {k: (v.to(device) if v is not None else None) for k, v in prompts.items()}
+        engine.network.train()
+        engine.optimizer.zero_grad(set_to_none=True)
+        out = engine.network(batch["image"], batch["templates"], batch["template_masks"], **prompts)
+        engine.fire_event(IterationEvents.FORWARD_COMPLETED)
+        align = None
+        if engine.network.has_class_text and engine.loss_function.align_weight > 0:
+            align = engine.network.alignment_logits(out["query_embedding"], batch["label"], engine.network.class_text)
+        terms = engine.loss_function(out, batch["label"], align)
+        engine.fire_event(IterationEvents.LOSS_COMPLETED)
+        terms["loss"].backward()
+        engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+        engine.optimizer.step()
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        return {name: value.detach().item() for name, value in terms.items()}

@@ -1,0 +1,32 @@
+"""Shared fixtures: the repository root and a short stage-1 run on the built-in sample data."""
+
+from pathlib import Path
+
+import pytest
+from ignite.engine import Events
+from monai.bundle import ConfigWorkflow
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def stage1_workflow(bundle_root: Path, run_id: str = "training", **overrides) -> ConfigWorkflow:
+    """A stage-1 ConfigWorkflow rooted in ``bundle_root`` (sample data is written there), progress bar off."""
+    overrides.setdefault("train#handlers#4#_disabled_", True)
+    wf = ConfigWorkflow(config_file=str(CONFIGS / "stage1.json"), workflow_type="train", run_id=run_id, bundle_root=str(bundle_root), **overrides)
+    wf.initialize()
+    return wf
+
+
+@pytest.fixture(scope="session")
+def trained_stage1(tmp_path_factory):
+    """One short stage-1 run (shared by the tests that need a trained assistant); records the loss of every iteration."""
+    root = tmp_path_factory.mktemp("stage1")
+    wf = stage1_workflow(root, iterations=240, epoch_length=40, val_interval=3)
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    losses: list[float] = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda engine: losses.append(engine.state.output["loss"]))
+    wf.run()
+    wf.finalize()
+    return {"root": root, "workflow": wf, "losses": losses}

@@ -1,0 +1,100 @@
+"""Stage 1 as a MONAI bundle: training lowers the loss, the assistant beats copying templates, resume works."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from ignite.engine import Events
+from conftest import CONFIGS, REPO, stage1_workflow
+from monai.bundle import ConfigWorkflow
+
+from vessa.data.template_bank import TemplateBank
+from vessa.engines.assistant_eval import evaluate_assistant
+from vessa.engines.assistant_inference import AssistantPredictor
+from vessa.errors import CheckpointError
+
+
+def test_metadata_verifies_offline():
+    schema = REPO.parent / "shared" / "schemas" / "meta_schema_20240725.json"
+    if not schema.is_file():
+        pytest.skip("MONAI's metadata schema is not beside the repository")
+    out = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file", str(CONFIGS / "metadata.json"), "--filepath", str(schema)],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "metadata is verified with no error" in out.stdout + out.stderr
+
+
+def test_training_lowers_the_loss(trained_stage1):
+    losses = np.array(trained_stage1["losses"])
+    assert len(losses) == 240
+    assert losses[-40:].mean() < 0.8 * losses[:40].mean()
+
+
+def test_run_writes_checkpoints_bank_and_split(trained_stage1):
+    root = trained_stage1["root"]
+    assert (root / "models" / "assistant.pt").is_file()
+    assert (root / "runs" / "stage1" / "latest.pt").is_file()
+    split = json.loads((root / "runs" / "stage1" / "split.json").read_text())
+    assert len(split["labeled"]) == 6 and len(split["unlabeled"]) == 18
+    bank = TemplateBank.load(root / "models" / "bank.pt")
+    assert set(bank.ids) <= set(split["labeled"])  # the bank holds labelled cases only
+
+
+def test_assistant_beats_copying_the_template_on_held_out_data(trained_stage1):
+    wf = trained_stage1["workflow"]
+    root = trained_stage1["root"]
+    network = wf.parser.get_parsed_content("network")
+    network.load_state_dict(torch.load(root / "models" / "assistant.pt", map_location="cpu", weights_only=True))
+    bank = TemplateBank.load(root / "models" / "bank.pt")
+    datalist = wf.parser.get_parsed_content("data")["datalist"]
+    from vessa.data import load_slices
+    from vessa.data.volumes import group_volumes
+
+    volumes = group_volumes(load_slices(datalist.test, datalist.label_values, normalize="volume"))
+    results = evaluate_assistant(AssistantPredictor(network, bank), volumes, modes=("assistant", "template"), progress=False)
+    assert results["assistant"]["mean"] > results["template"]["mean"] + 0.05, results
+    for name in bank.class_names:
+        assert results["assistant"]["per_class"][name] > results["template"]["per_class"][name]
+
+
+def test_resume_continues_from_the_saved_iteration(tmp_path):
+    wf = stage1_workflow(tmp_path, iterations=10, epoch_length=5, val_interval=2)
+    wf.run()
+    assert wf.parser.get_parsed_content("train#trainer").state.iteration == 10
+    resumed = stage1_workflow(tmp_path, iterations=20, epoch_length=5, val_interval=2)
+    trainer = resumed.parser.get_parsed_content("train#trainer")
+    first = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: first.append(e.state.iteration) if not first else None)
+    resumed.run()
+    assert first == [11]
+    assert trainer.state.iteration == 20
+
+
+def test_documented_command_runs_from_the_repo_root(tmp_path):
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", "configs/stage1.json"]
+    cmd += ["--bundle_root", str(tmp_path), "--iterations", "4", "--epoch_length", "2", "--val_interval", "1"]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "models" / "assistant.pt").is_file()
+    assert (tmp_path / "sample_data" / "2d" / "dataset.json").is_file()
+
+
+def test_evaluation_without_a_checkpoint_names_the_missing_file(tmp_path):
+    wf = ConfigWorkflow(
+        config_file=[str(CONFIGS / "stage1.json"), str(CONFIGS / "evaluate.json")], workflow_type="infer", run_id="evaluating", bundle_root=str(tmp_path)
+    )
+    with pytest.raises(Exception) as err:
+        wf.initialize()
+        wf.run()
+    chain = []
+    e = err.value
+    while e is not None:
+        chain.append(e)
+        e = e.__cause__
+    assert any(isinstance(x, CheckpointError) and "bank.pt" in str(x) for x in chain)
