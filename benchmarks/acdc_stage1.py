@@ -26,7 +26,7 @@ ACDC = REPO.parent / "shared" / "data" / "acdc"
 OUT = REPO / "docs" / "results" / "acdc_stage1"
 
 
-def run_one(labeled: str, iterations: int, image_size: int, device: str) -> dict:
+def run_one(labeled: str, iterations: int, image_size: int, device: str, eval_only: bool = False) -> dict:
     """Train and evaluate one setting in this process; returns the record written to ``OUT/acdc<labeled>.json``."""
     import torch
     from monai.bundle import ConfigWorkflow
@@ -54,15 +54,20 @@ def run_one(labeled: str, iterations: int, image_size: int, device: str) -> dict
     start = time.time()
     wf = ConfigWorkflow(config_file=str(REPO / "configs" / "stage1.json"), workflow_type="train", run_id="training", **overrides)
     wf.initialize()
-    wf.run()
-    train_s = time.time() - start
+    previous = OUT / f"acdc{labeled}.json"
+    if eval_only:  # re-evaluate the trained assistant, keeping the recorded training time and memory
+        train_s = json.loads(previous.read_text())["train_seconds"]
+    else:
+        wf.run()
+        train_s = time.time() - start
     network = wf.parser.get_parsed_content("network")
     network.load_state_dict(torch.load(ckpt_dir / "assistant.pt", map_location=device, weights_only=True))
     bank = TemplateBank.load(ckpt_dir / "bank.pt")
     datalist = load_datalist(ACDC)
     volumes = group_volumes(load_slices(datalist.test, datalist.label_values, normalize="volume"))
     start = time.time()
-    results = evaluate_assistant(AssistantPredictor(network, bank, device=device), volumes)
+    num_templates = int(wf.parser.get_parsed_content("num_templates"))
+    results = evaluate_assistant(AssistantPredictor(network, bank, num_templates, device=device), volumes)
     eval_s = time.time() - start
     record = {
         "labeled_patients": labeled,
@@ -75,7 +80,8 @@ def run_one(labeled: str, iterations: int, image_size: int, device: str) -> dict
         "train_seconds": round(train_s, 1),
         "eval_seconds": round(eval_s, 1),
         "eval_seconds_per_volume": round(eval_s / len(volumes) / len(results), 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": json.loads(previous.read_text())["peak_rss_mb"] if eval_only else round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "num_templates": int(wf.parser.get_parsed_content("num_templates")),
         "test_volumes": len(volumes),
         "results": {m: {"per_class": r["per_class"], "mean": r["mean"]} for m, r in results.items()},
     }
@@ -83,6 +89,26 @@ def run_one(labeled: str, iterations: int, image_size: int, device: str) -> dict
     (OUT / f"acdc{labeled}.json").write_text(json.dumps(record, indent=2))
     print(format_table(results))
     return record
+
+
+def figures() -> None:
+    """Dice bars of every recorded setting and example segmentations by each trained assistant."""
+    from monai.bundle import ConfigWorkflow
+
+    from vessa.data import load_datalist, load_slices
+    from vessa.data.volumes import group_volumes
+    from vessa.engines.figures import dice_bars, example_segmentations
+
+    records = [json.loads(p.read_text()) for p in sorted(OUT.glob("acdc*.json"))]
+    rows = {f"ACDC, {r['labeled_patients']} labelled patients": r["results"] for r in records}
+    dice_bars(rows, OUT / "dice.png", "Stage-1 assistant on the 40 ACDC test volumes")
+    datalist = load_datalist(ACDC)
+    volumes = group_volumes(load_slices(datalist.test, datalist.label_values, normalize="volume"))
+    for r in records:
+        ckpt_dir = REPO / "runs" / "bench" / f"acdc{r['labeled_patients']}" / "models"
+        wf = ConfigWorkflow(config_file=str(REPO / "configs" / "inference.json"), workflow_type="infer", ckpt_dir=str(ckpt_dir), device="cpu")
+        wf.initialize()
+        example_segmentations(wf.parser.get_parsed_content("predictor"), volumes, OUT / f"examples_acdc{r['labeled_patients']}.png")
 
 
 def report() -> str:
@@ -109,18 +135,21 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=1500)
     parser.add_argument("--image_size", type=int, default=128)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--report", action="store_true", help="only print the table of recorded runs")
+    parser.add_argument("--report", action="store_true", help="only redraw the figures and print the table of recorded runs")
+    parser.add_argument("--eval_only", action="store_true", help="with --labeled: re-evaluate the trained assistant of that setting")
     args = parser.parse_args()
     if not ACDC.is_dir():
         sys.exit(f"ACDC not found at {ACDC}: this benchmark reads ../shared/data/acdc")
     if args.report:
+        figures()
         print(report())
     elif args.labeled:
-        run_one(args.labeled, args.iterations, args.image_size, args.device)
+        run_one(args.labeled, args.iterations, args.image_size, args.device, args.eval_only)
     else:
         for labeled in ("3", "7"):  # separate processes, so each peak RSS is its own
             cmd = [sys.executable, __file__, "--labeled", labeled, "--iterations", str(args.iterations), "--image_size", str(args.image_size), "--device", args.device]
             subprocess.run(cmd, check=True)
+        figures()
         print(report())
 
 

@@ -98,3 +98,14 @@ def test_evaluation_without_a_checkpoint_names_the_missing_file(tmp_path):
         chain.append(e)
         e = e.__cause__
     assert any(isinstance(x, CheckpointError) and "bank.pt" in str(x) for x in chain)
+
+
+@pytest.mark.parametrize("kind", ["2d_rgb", "3d"])
+def test_stage1_runs_on_rgb_images_and_on_volumes_slice_by_slice(tmp_path, kind):
+    wf = stage1_workflow(tmp_path, dataset_dir=str(tmp_path / kind), sample_kind=kind, labeled=3, iterations=4, epoch_length=2, val_interval=2, batch_size=2)
+    wf.run()
+    bank = TemplateBank.load(tmp_path / "models" / "bank.pt")
+    assert bank.images[0].shape[0] == (3 if kind == "2d_rgb" else 1)
+    if kind == "3d":
+        assert len(set(bank.ids)) == 3 and len(bank) > 3  # several slices of each labelled volume
+    assert (tmp_path / "models" / "assistant.pt").is_file()

@@ -38,23 +38,29 @@ class VessaCLI:
         print(f"Sample data set written: {path}")
         return str(path)
 
-    def stage1(self, dataset_dir: str | None = None, labeled=None, iterations: int | None = None, bundle_root: str = ".", **overrides) -> None:
-        """Train the assistant (stage 1). Other config ids can be overridden as --id value."""
-        _bundle("training", ["stage1.json"], bundle_root, dataset_dir=dataset_dir, labeled=labeled, iterations=iterations, **overrides)
+    def stage1(self, dataset_dir: str | None = None, labeled=None, iterations: int | None = None, bundle_root: str = ".") -> None:
+        """Train the assistant (stage 1); every other setting: python -m monai.bundle run training --config_file configs/stage1.json --id value."""
+        _bundle("training", ["stage1.json"], bundle_root, dataset_dir=dataset_dir, labeled=labeled, iterations=iterations)
 
-    def evaluate_assistant(self, dataset_dir: str | None = None, split: str = "test", bundle_root: str = ".", **overrides) -> None:
+    def evaluate_assistant(self, dataset_dir: str | None = None, split: str = "test", bundle_root: str = ".") -> None:
         """Dice of the trained assistant per class on a split, against copying the retrieved template's mask."""
-        _bundle("evaluating", ["stage1.json", "evaluate.json"], bundle_root, dataset_dir=dataset_dir, eval_split=split, **overrides)
+        _bundle("evaluating", ["stage1.json", "evaluate.json"], bundle_root, dataset_dir=dataset_dir, eval_split=split)
 
-    def segment(self, input_dir: str, output_dir: str = "eval/inference", bundle_root: str = ".", **overrides) -> None:
+    def segment(self, input_dir: str, output_dir: str = "eval/inference", bundle_root: str = ".") -> None:
         """Segment every PNG / NIfTI file of a folder with the trained assistant and its template bank."""
-        _bundle("run", ["inference.json"], bundle_root, input_dir=input_dir, output_dir=output_dir, **overrides)
+        _bundle("run", ["inference.json"], bundle_root, input_dir=input_dir, output_dir=output_dir)
 
     def demo(self, bundle_root: str = ".", iterations: int = 600) -> None:
         """Train stage 1 on the built-in sample data and report its held-out Dice."""
         start = time.time()
         print(f"VESSA demo: training the assistant for {iterations} iterations on the built-in sample data (CPU is fine)...")
         self.stage1(bundle_root=bundle_root, iterations=iterations)
+        root = Path(bundle_root)
+        split = json.loads((root / "runs" / "stage1" / "split.json").read_text())
+        print(
+            f"\nTrained the VESSA assistant on {len(split['labeled'])} labelled cases ({', '.join(split['labeled'])}); "
+            f"{len(split['unlabeled'])} training cases stay unlabelled for stage 2. Held-out evaluation on the test split:"
+        )
         self.evaluate_assistant(bundle_root=bundle_root, split="test")
         print(f"Demo finished in {time.time() - start:.0f} s. Checkpoints in {Path(bundle_root) / 'models'}, logs in {Path(bundle_root) / 'runs'}.")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -67,3 +69,18 @@ class AssistantPredictor:
         idx = self.bank.retrieve(resize_image(img, self.bank.image_size), 1, slice_pos, exclude_id)[0]
         mask = self.bank.masks[idx].float()[None, None]
         return F.interpolate(mask, size=tuple(img.shape[-2:]), mode="nearest")[0, 0].long()
+
+
+def load_assistant(checkpoint: str | Path, bank: TemplateBank, embed_dim: int = 128, device: str | torch.device = "cpu") -> VessaAssistant:
+    """Build the assistant that fits ``bank`` and load a stage-1 checkpoint into it."""
+    from vessa.engines.inference import checkpoint_text_dim
+
+    model = VessaAssistant(
+        num_classes=len(bank.foreground),
+        in_channels=int(bank.images[0].shape[0]),
+        image_size=bank.image_size,
+        embed_dim=embed_dim,
+        text_dim=checkpoint_text_dim(checkpoint),
+    )
+    model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+    return model.to(device).eval()

@@ -7,27 +7,30 @@ import torch.nn.functional as F
 
 
 def perturb_masks(masks: torch.Tensor, generator: torch.Generator, max_radius: int = 4, max_shift: float = 0.06) -> torch.Tensor:
-    """Degrade binary masks (N, S, S): random dilation or erosion, shift, coarse resampling and blob noise."""
+    """Degrade binary masks (N, S, S) as an imperfect student would: dilation or erosion, shift, coarse
+    resampling and blob noise, all scaled by one severity drawn per call, so that prompts range from
+    nearly right to badly wrong."""
     n, s, _ = masks.shape
+    severity = float(torch.rand(1, generator=generator))
     out = masks.float().unsqueeze(1).clone()
     for i in range(n):
-        r = int(torch.randint(0, max_radius + 1, (1,), generator=generator))
+        r = int(torch.randint(0, round(severity * max_radius) + 1, (1,), generator=generator))
         if r > 0:
             k = 2 * r + 1
             if torch.rand(1, generator=generator) < 0.5:
                 out[i] = F.max_pool2d(out[i : i + 1], k, 1, r)[0]
             else:
                 out[i] = -F.max_pool2d(-out[i : i + 1], k, 1, r)[0]
-    shift = ((torch.rand(n, 2, generator=generator) * 2 - 1) * max_shift * 2).float()
+    shift = ((torch.rand(n, 2, generator=generator) * 2 - 1) * severity * max_shift * 2).float()
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0] = theta[:, 1, 1] = 1.0
     theta[:, :, 2] = shift
     grid = F.affine_grid(theta, list(out.shape), align_corners=False)
     out = F.grid_sample(out, grid, mode="nearest", align_corners=False)
-    coarse = int(torch.randint(4, 17, (1,), generator=generator))
+    coarse = 1 + int(torch.randint(0, round(severity * 15) + 1, (1,), generator=generator))
     out = F.interpolate(F.adaptive_avg_pool2d(out, max(2, s // coarse)), size=(s, s), mode="bilinear", align_corners=False)
     noise = F.interpolate(torch.rand(n, 1, 8, 8, generator=generator), size=(s, s), mode="bilinear", align_corners=False)
-    flip = (noise > 0.93).float()
+    flip = (noise > 1.0 - 0.07 * severity).float()
     out = (out + flip * (1 - 2 * out)).clamp(0, 1)
     return out[:, 0]
 

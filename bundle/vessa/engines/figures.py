@@ -1,0 +1,66 @@
+"""Figures a person would rather look at than read: Dice bars and example segmentations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from vessa.engines.assistant_inference import AssistantPredictor  # noqa: E402
+
+
+def dice_bars(rows: dict[str, dict], path: str | Path, title: str) -> Path:
+    """Grouped bars: ``rows`` maps a setting name to :func:`evaluate_assistant` results (per_class + mean)."""
+    settings = list(rows)
+    modes = list(rows[settings[0]])
+    classes = list(rows[settings[0]][modes[0]]["per_class"]) + ["mean"]
+    fig, axes = plt.subplots(1, len(settings), figsize=(5 * len(settings), 3.5), squeeze=False, sharey=True)
+    width = 0.8 / len(modes)
+    for ax, setting in zip(axes[0], settings):
+        for i, mode in enumerate(modes):
+            res = rows[setting][mode]
+            vals = [100 * res["per_class"][c] for c in classes[:-1]] + [100 * res["mean"]]
+            ax.bar(np.arange(len(classes)) + i * width, vals, width, label=mode)
+        ax.set_xticks(np.arange(len(classes)) + width * (len(modes) - 1) / 2, classes)
+        ax.set_title(setting)
+        ax.set_ylim(0, 100)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("Dice (%)")
+    axes[0][-1].legend(loc="upper right", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def example_segmentations(predictor: AssistantPredictor, volumes: list[dict], path: str | Path, count: int = 4) -> Path:
+    """Rows of (image, retrieved template with its mask, assistant, truth) for the middle slice of a few volumes."""
+    picks = volumes[:: max(1, len(volumes) // count)][:count]
+    fig, axes = plt.subplots(len(picks), 4, figsize=(10, 2.6 * len(picks)), squeeze=False)
+    for row, vol in zip(axes, picks):
+        z = len(vol["images"]) // 2
+        image, pos = vol["images"][z], vol["positions"][z]
+        label = vol["label"] if np.asarray(vol["label"]).ndim == 2 else vol["label"][..., z]
+        out = predictor.predict(image, pos)
+        t = out["templates"][0]
+        panels = [
+            (image[0], None, vol["id"]),
+            (predictor.bank.images[t].float()[0].numpy(), predictor.bank.masks[t].numpy(), "template"),
+            (image[0], out["label"].numpy(), "assistant"),
+            (image[0], np.asarray(label), "truth"),
+        ]
+        for ax, (img, mask, title) in zip(row, panels):
+            ax.imshow(img, cmap="gray")
+            if mask is not None:
+                ax.imshow(np.ma.masked_equal(mask, 0), cmap="tab10", vmin=0, vmax=9, alpha=0.5, interpolation="nearest")
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
