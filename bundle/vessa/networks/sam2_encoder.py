@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from vessa.errors import CheckpointError, DataError
 
-__all__ = ["DEFAULT_SAM2_CONFIG", "build_sam2_image_encoder", "Sam2EncoderAdapter"]
+__all__ = ["DEFAULT_SAM2_CONFIG", "build_sam2_model", "build_sam2_image_encoder", "Sam2EncoderAdapter"]
 
 DEFAULT_SAM2_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
 # SAM2's image normalisation (ImageNet mean/std, sam2.utils.transforms.SAM2Transforms).
@@ -36,7 +36,12 @@ def _check_checkpoint(checkpoint: str | Path) -> Path:
     return path
 
 
-def _load_sam2_checkpoint(model: torch.nn.Module, checkpoint: str | Path) -> None:
+def _load_sam2_checkpoint(model: torch.nn.Module, checkpoint: str | Path, required_prefix: str = "image_encoder.") -> None:
+    """Load a SAM2 release checkpoint (``{"model": state_dict}``) into ``model``.
+
+    Every weight of ``model`` whose name starts with ``required_prefix`` must be in the file
+    (``""``: every weight of the model); a missing or unreadable file is a ``CheckpointError``.
+    """
     path = _check_checkpoint(checkpoint)
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -46,11 +51,12 @@ def _load_sam2_checkpoint(model: torch.nn.Module, checkpoint: str | Path) -> Non
         state = state["model"]
     if not isinstance(state, dict):
         raise CheckpointError(f"SAM2 checkpoint {path} holds no state dict (expected {{'model': state_dict}}).")
-    enc_keys = {k for k in model.state_dict() if k.startswith("image_encoder.")}
+    enc_keys = {k for k in model.state_dict() if k.startswith(required_prefix)}
     missing_enc = sorted(enc_keys - set(state))
     if missing_enc:
+        what = required_prefix.rstrip(".") or "model"
         raise CheckpointError(
-            f"SAM2 checkpoint {path} lacks {len(missing_enc)} image_encoder weights "
+            f"SAM2 checkpoint {path} lacks {len(missing_enc)} {what} weights "
             f"(e.g. {missing_enc[:3]}); does it match the config?"
         )
     try:
@@ -68,15 +74,42 @@ def build_sam2_image_encoder(
     (B, 3, S, S) ImageNet-normalised images (S a multiple of 32) to a dict with
     ``vision_features`` (B, 256, S/16, S/16), ``vision_pos_enc`` and ``backbone_fpn``.
     """
-    if checkpoint is not None:
+    model = build_sam2_model(config, checkpoint, device="cpu", allow_random_weights=True, required_prefix="image_encoder.")
+    encoder = model.image_encoder
+    return encoder.to(device)
+
+
+def build_sam2_model(
+    config: str = DEFAULT_SAM2_CONFIG,
+    checkpoint: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    allow_random_weights: bool = False,
+    *,
+    required_prefix: str = "",
+) -> torch.nn.Module:
+    """The whole SAM2 model (``SAM2Base``) from a packaged hydra config, in eval mode, on ``device``.
+
+    Built on CPU with ``sam2.build_sam.build_sam2(config, ckpt_path=None)`` (the ``sam2`` package
+    never downloads), then the local ``checkpoint``'s ``"model"`` state dict is loaded; every weight
+    whose name starts with ``required_prefix`` (default: all of them) must be in the file. A missing
+    file is a ``CheckpointError`` naming it, raised before the (slow) build. ``checkpoint=None`` keeps
+    the random initial weights only with ``allow_random_weights=True`` (tests, smoke runs).
+    """
+    if checkpoint is None:
+        if not allow_random_weights:
+            raise CheckpointError(
+                f"No SAM2 checkpoint given for {config}. Download the matching SAM2 release checkpoint "
+                "(listed in large_files.yml) and pass its local path; random weights need allow_random_weights=True."
+            )
+    else:
         _check_checkpoint(checkpoint)  # fail fast, before the (slow) build
     from sam2.build_sam import build_sam2
 
     model = build_sam2(config, ckpt_path=None, device="cpu", mode="eval")
     if checkpoint is not None:
-        _load_sam2_checkpoint(model, checkpoint)
-    encoder = model.image_encoder
-    return encoder.to(device)
+        _load_sam2_checkpoint(model, checkpoint, required_prefix=required_prefix)
+    model.eval()
+    return model.to(device)
 
 
 class Sam2EncoderAdapter(torch.nn.Module):

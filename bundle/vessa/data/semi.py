@@ -1,0 +1,76 @@
+"""Stage-2 batches: each item pairs a labelled slice with an unlabelled one (weak and strong views)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from vessa.data.episodes import augment_pair
+from vessa.data.template_bank import resize_image, resize_label
+
+
+def strong_view(image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Intensity perturbation of a (C, S, S) image in [0, 1]: contrast, brightness, blur and noise (UniMatch's strong stream, grayscale)."""
+    r = lambda lo, hi: float(lo + (hi - lo) * torch.rand(1, generator=generator))  # noqa: E731
+    x = (image - image.mean()) * r(0.6, 1.4) + image.mean() + r(-0.15, 0.15)
+    if torch.rand(1, generator=generator) < 0.5:
+        x = F.avg_pool2d(x[None], 3, 1, 1, count_include_pad=False)[0]
+    x = x + torch.randn(x.shape, generator=generator) * r(0.0, 0.08)
+    return x.clamp(0, 1)
+
+
+def cutmix_box(size: int, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    """A (S, S) 0/1 box covering 2-40 % of the image with probability ``p`` (else empty), as UniMatch samples it."""
+    box = torch.zeros(size, size)
+    if torch.rand(1, generator=generator) > p:
+        return box
+    area = float(0.02 + 0.38 * torch.rand(1, generator=generator)) * size * size
+    ratio = float(torch.empty(1).uniform_(0.3, 1 / 0.3, generator=generator))
+    h, w = min(size, int((area * ratio) ** 0.5)), min(size, int((area / ratio) ** 0.5))
+    y = int(torch.randint(0, size - h + 1, (1,), generator=generator))
+    x = int(torch.randint(0, size - w + 1, (1,), generator=generator))
+    box[y : y + h, x : x + w] = 1
+    return box
+
+
+class SemiSupervisedDataset(Dataset):
+    """Random pairs of a labelled slice (with its label) and an unlabelled slice (never with a label).
+
+    Items: ``image``/``label`` (labelled, augmented), and when there are unlabelled slices,
+    ``u_image`` (weak view), ``u_strong1``/``u_strong2`` (strong views of the same weak view),
+    ``u_box1``/``u_box2`` (CutMix boxes), ``u_pos`` (relative slice position, for template retrieval)
+    and ``u_index`` (position in ``unlabeled_slices``, for benchmark diagnostics only).
+    """
+
+    def __init__(self, labeled_slices: list[dict], unlabeled_slices: list[dict], patch_size: int = 256, length: int = 100, seed: int = 0) -> None:
+        if any("label" in s for s in unlabeled_slices):
+            raise ValueError("unlabelled slices must not carry labels: load them with load_slices(..., with_labels=False)")
+        self.labeled = labeled_slices
+        self.unlabeled = unlabeled_slices
+        self.patch_size = patch_size
+        self.length = length
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        g, size = self.generator, self.patch_size
+        s = self.labeled[int(torch.randint(0, len(self.labeled), (1,), generator=g))]
+        image, label = augment_pair(resize_image(s["image"], size), resize_label(s["label"], size), g)
+        item = {"image": image, "label": label}
+        if self.unlabeled:
+            u_index = int(torch.randint(0, len(self.unlabeled), (1,), generator=g))
+            u_img = resize_image(self.unlabeled[u_index]["image"], size)
+            weak, _ = augment_pair(u_img, torch.zeros(size, size, dtype=torch.long), g)
+            item.update(
+                u_image=weak,
+                u_strong1=strong_view(weak, g),
+                u_strong2=strong_view(weak, g),
+                u_box1=cutmix_box(size, g),
+                u_box2=cutmix_box(size, g),
+                u_index=u_index,
+                u_pos=float(self.unlabeled[u_index].get("slice_pos", 0.5)),
+            )
+        return item

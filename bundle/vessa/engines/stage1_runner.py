@@ -1,0 +1,41 @@
+"""Make sure a stage-1 assistant exists for a stage-2 run, training one on the same labelled split if not."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from vessa.data.splits import Split
+from vessa.data.template_bank import TemplateBank
+from vessa.errors import DataError
+
+logger = logging.getLogger(__name__)
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+
+
+def ensure_stage1(ckpt_dir: str | Path, split: Split, **stage1_overrides) -> tuple[Path, Path]:
+    """Paths of ``assistant.pt`` and ``bank.pt`` in ``ckpt_dir``; trains stage 1 first when they are missing.
+
+    ``stage1_overrides`` are config ids of ``configs/stage1.json`` (dataset_dir, labeled, seed, run_dir, ...),
+    so the assistant learns from exactly the labelled split of the stage-2 run. An existing bank holding a
+    case outside that split is refused: its labels would leak into semi-supervised training.
+    """
+    ckpt_dir = Path(ckpt_dir)
+    assistant_path, bank_path = ckpt_dir / "assistant.pt", ckpt_dir / "bank.pt"
+    if not (assistant_path.is_file() and bank_path.is_file()):
+        from monai.bundle import ConfigWorkflow
+
+        logger.warning(f"No stage-1 assistant in {ckpt_dir}: training one first on the same labelled split ({len(split.labeled)} cases).")
+        wf = ConfigWorkflow(config_file=str(CONFIGS / "stage1.json"), workflow_type="train", run_id="training", ckpt_dir=str(ckpt_dir), **stage1_overrides)
+        wf.initialize()
+        wf.run()
+        wf.finalize()
+        logger.info(f"Stage 1 finished: {assistant_path}")
+    bank = TemplateBank.load(bank_path)
+    foreign = sorted(set(bank.ids) - set(split.labeled_ids))
+    if foreign:
+        raise DataError(
+            f"The template bank {bank_path} holds cases outside this run's labelled split ({foreign[:3]}...): "
+            "their labels would leak into semi-supervised training. Use a ckpt_dir of its own for this split, or retrain stage 1 on it."
+        )
+    return assistant_path, bank_path

@@ -1,0 +1,92 @@
+"""Stage-2 building blocks: student networks, SSL losses and ramps, the semi-supervised batches and methods."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from vessa.data.semi import SemiSupervisedDataset, cutmix_box
+from vessa.engines.ssl_methods import build_method
+from vessa.engines.stage2 import Stage2Trainer
+from vessa.losses.ssl import ce_dice_loss, dice_loss, sigmoid_rampdown, sigmoid_rampup
+from vessa.networks.students import StudentUNet
+
+
+@pytest.mark.parametrize("dims,shape", [(2, (2, 1, 48, 40)), (3, (1, 1, 32, 32, 16))])
+def test_student_shapes_and_feature_perturbation(dims, shape):
+    net = StudentUNet(spatial_dims=dims, in_channels=1, out_channels=3, features=(4, 8, 16, 32, 64))
+    x = torch.rand(shape)
+    assert net(x).shape == (shape[0], 3, *shape[2:])
+    clean, perturbed = net.forward_with_fp(x)
+    assert clean.shape == perturbed.shape and not torch.allclose(clean, perturbed)
+
+
+def test_ramps():
+    assert sigmoid_rampup(0, 100) == pytest.approx(math.exp(-5))
+    assert sigmoid_rampup(100, 100) == 1.0 and sigmoid_rampup(500, 100) == 1.0
+    assert sigmoid_rampdown(0, 100) == 1.0 and sigmoid_rampdown(100, 100) == pytest.approx(math.exp(-5))
+
+
+def test_dice_loss_is_zero_for_a_perfect_prediction_and_respects_weights():
+    target = torch.zeros(1, 8, 8, dtype=torch.long)
+    target[0, 2:6, 2:6] = 1
+    perfect = torch.nn.functional.one_hot(target, 2).movedim(-1, 1).float() * 50
+    assert dice_loss(perfect, target) < 1e-3
+    assert ce_dice_loss(perfect, target) < 1e-3
+    wrong = -perfect
+    assert ce_dice_loss(wrong, target) > 0.9
+    # a zero weight removes a pixel from the loss
+    assert ce_dice_loss(wrong, target, torch.zeros(1, 8, 8)) < ce_dice_loss(wrong, target)
+
+
+def _slices(value: float, n: int, with_label: bool):
+    out = []
+    for i in range(n):
+        s = {"image": np.full((1, 24, 24), value, np.float32), "id": f"{value}_{i}", "slice_pos": 0.5}
+        if with_label:
+            lab = np.zeros((24, 24), np.int64)
+            lab[6:18, 6:18] = 1
+            s["label"] = lab
+        out.append(s)
+    return out
+
+
+def test_unlabelled_slices_must_come_without_labels():
+    with pytest.raises(ValueError, match="must not carry labels"):
+        SemiSupervisedDataset(_slices(1.0, 2, True), _slices(0.0, 2, True), patch_size=16)
+
+
+def test_cutmix_box_covers_a_bounded_area():
+    g = torch.Generator().manual_seed(0)
+    areas = [cutmix_box(64, g, p=1.0).mean().item() for _ in range(20)]
+    assert all(0.0 < a <= 0.45 for a in areas)
+
+
+class SpyAssistant:
+    """Records what it is asked to refine; returns the student's argmax with full weight."""
+
+    def __init__(self):
+        self.seen = []
+
+    def refine(self, images, probs, meta=None):
+        self.seen.append(images.detach().clone())
+        return probs.argmax(1), torch.ones(probs.shape[0], *probs.shape[2:])
+
+
+@pytest.mark.parametrize("method", ["mean_teacher", "unimatch"])
+def test_the_assistant_sees_only_unlabelled_images(method):
+    # labelled images are bright (1.0), unlabelled ones dark (0.0): augmentations keep them apart
+    ds = SemiSupervisedDataset(_slices(1.0, 3, True), _slices(0.0, 3, False), patch_size=16, length=4)
+    net = StudentUNet(2, 1, 2, features=(4, 8, 16, 32, 64))
+    spy = SpyAssistant()
+    trainer = Stage2Trainer("cpu", 1, torch.utils.data.DataLoader(ds, batch_size=2), net, torch.optim.Adam(net.parameters()), build_method(method), spy, epoch_length=2)
+    trainer.run()
+    assert len(spy.seen) == 2
+    assert all(float(x.max()) < 0.5 for x in spy.seen)
+    assert "unsup" in trainer.state.output
+
+
+def test_unknown_method_is_a_clear_error():
+    with pytest.raises(ValueError, match="mean_teacher"):
+        build_method("fixmatchx")

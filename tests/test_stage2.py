@@ -1,0 +1,125 @@
+"""Stage 2 as a MONAI bundle: every method and assistant trains and checkpoints, resume, stage 1 on demand."""
+
+import shutil
+
+import pytest
+import torch
+from conftest import CONFIGS
+from ignite.engine import Events
+from monai.bundle import ConfigWorkflow
+
+from vessa.errors import CheckpointError
+
+FAST = {"iterations": 4, "epoch_length": 2, "val_interval": 2, "batch_size": 2, "patch_size": 64, "train#handlers#4#_disabled_": True}
+
+
+def stage2_workflow(bundle_root, **overrides) -> ConfigWorkflow:
+    wf = ConfigWorkflow(config_file=str(CONFIGS / "stage2.json"), workflow_type="train", run_id="training", bundle_root=str(bundle_root), **{**FAST, **overrides})
+    wf.initialize()
+    return wf
+
+
+def _with_stage1(root, trained_stage1):
+    """Give ``root`` the trained assistant of the shared stage-1 run (same sample data, same split)."""
+    (root / "models").mkdir(parents=True, exist_ok=True)
+    for name in ("assistant.pt", "bank.pt"):
+        shutil.copy(trained_stage1["root"] / "models" / name, root / "models" / name)
+
+
+@pytest.mark.parametrize(
+    "method,assistant", [("supervised", "none"), ("mean_teacher", "none"), ("unimatch", "none"), ("mean_teacher", "vessa"), ("unimatch", "vessa")]
+)
+def test_each_method_and_assistant_trains_and_checkpoints(tmp_path, trained_stage1, method, assistant):
+    if assistant == "vessa":
+        _with_stage1(tmp_path, trained_stage1)
+    wf = stage2_workflow(tmp_path, method=method, assistant=assistant)
+    wf.run()
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    assert trainer.state.iteration == 4
+    assert ("unsup" in trainer.state.output) == (method != "supervised")
+    assert (tmp_path / "models" / "model.pt").is_file()
+    assert set(torch.load(tmp_path / "runs" / "stage2" / "latest.pt", weights_only=False)) >= {"model", "optimizer", "trainer", "method"}
+
+
+def test_sam2_generalist_runs_with_random_weights_as_a_smoke_run(tmp_path):
+    wf = stage2_workflow(tmp_path, method="mean_teacher", assistant="sam2_generalist", iterations=2, epoch_length=1, val_interval=1, batch_size=1)
+    wf.parser["assistant_args"]["sam2_generalist"]["allow_random_weights"] = True
+    wf.run()
+    assert wf.parser.get_parsed_content("train#trainer").state.iteration == 2
+
+
+def test_sam2_generalist_without_a_checkpoint_says_which_setting_to_fill(tmp_path):
+    wf = stage2_workflow(tmp_path, method="mean_teacher", assistant="sam2_generalist")
+    with pytest.raises(Exception) as err:
+        wf.run()
+    chain, e = [], err.value
+    while e is not None:
+        chain.append(e)
+        e = e.__cause__
+    assert any(isinstance(x, CheckpointError) and "sam2_checkpoints" in str(x) for x in chain)
+
+
+def test_stage2_trains_the_assistant_first_when_there_is_none(tmp_path, capfd):
+    wf = stage2_workflow(tmp_path, method="unimatch", assistant="vessa", stage1_iterations=2)
+    assert "training one first on the same labelled split" in capfd.readouterr().out
+    assert (tmp_path / "models" / "assistant.pt").is_file()
+    wf.run()
+
+
+def test_stage2_resume_continues_from_the_saved_iteration(tmp_path):
+    stage2_workflow(tmp_path, method="mean_teacher", assistant="none").run()
+    resumed = stage2_workflow(tmp_path, method="mean_teacher", assistant="none", iterations=8)
+    trainer = resumed.parser.get_parsed_content("train#trainer")
+    first = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: first.append(e.state.iteration) if not first else None)
+    resumed.run()
+    assert first == [5] and trainer.state.iteration == 8
+
+
+def _test_dice(wf) -> float:
+    """Mean Dice of the best student of a finished run on the sample data's test split (slice-wise protocol)."""
+    import numpy as np
+    from monai.metrics import compute_dice
+
+    from vessa.data import load_slices
+    from vessa.data.volumes import group_volumes
+    from vessa.engines.evaluator import one_hot
+    from vessa.engines.student_eval import predict_volume_slicewise
+
+    root = wf.parser.get_parsed_content("bundle_root")
+    net = wf.parser.get_parsed_content("network")
+    net.load_state_dict(torch.load(f"{root}/models/model.pt", weights_only=True))
+    datalist = wf.parser.get_parsed_content("data")["datalist"]
+    scores = []
+    for vol in group_volumes(load_slices(datalist.test, datalist.label_values, normalize="volume")):
+        pred = torch.as_tensor(predict_volume_slicewise(net, vol["images"][0], wf.parser.get_parsed_content("patch_size")))
+        values = datalist.label_values
+        scores.append(compute_dice(one_hot(pred, values), one_hot(torch.as_tensor(vol["label"]), values), include_background=False, ignore_empty=True)[0].numpy())
+    return float(np.nanmean(np.stack(scores)))
+
+
+def test_unimatch_with_the_vessa_assistant_beats_supervised_only(tmp_path, trained_stage1):
+    budget = {"iterations": 200, "epoch_length": 50, "val_interval": 1, "batch_size": 4, "patch_size": 96}
+    supervised = stage2_workflow(tmp_path / "supervised", method="supervised", assistant="none", **budget)
+    supervised.run()
+    _with_stage1(tmp_path / "vessa", trained_stage1)
+    assisted = stage2_workflow(tmp_path / "vessa", method="unimatch", assistant="vessa", **budget)
+    assisted.run()
+    base, ours = _test_dice(supervised), _test_dice(assisted)
+    assert ours > base + 0.01, (ours, base)
+
+
+def test_pseudo_label_diagnostics_compare_student_and_assistant(tmp_path, trained_stage1):
+    import csv
+
+    from vessa.engines.diagnostics import PseudoLabelDiagnostics
+
+    _with_stage1(tmp_path, trained_stage1)
+    wf = stage2_workflow(tmp_path, method="unimatch", assistant="vessa")
+    data = wf.parser.get_parsed_content("data")
+    diag = PseudoLabelDiagnostics(data["split"], data["datalist"].label_values, 64, tmp_path / "diag.csv", num_slices=6, interval=2)
+    diag.attach(wf.parser.get_parsed_content("train#trainer"))
+    wf.run()
+    rows = list(csv.DictReader(open(tmp_path / "diag.csv")))
+    assert [int(r["iteration"]) for r in rows] == [2, 4]
+    assert all(0.0 <= float(r[k]) <= 1.0 for r in rows for k in ("student_dice", "assistant_dice"))
