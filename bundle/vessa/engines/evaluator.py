@@ -1,4 +1,4 @@
-"""Validation of the assistant: each volume segmented slice by slice with templates from the bank."""
+"""Validation over whole volumes: the assistant (templates from the bank) or the student, slice by slice."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from monai.engines import Evaluator
 
 from vessa.data.template_bank import TemplateBank
 from vessa.engines.assistant_inference import AssistantPredictor
+from vessa.engines.student_eval import predict_volume_slicewise
 from vessa.networks.assistant import VessaAssistant
 
 
@@ -20,12 +21,44 @@ def one_hot(label: torch.Tensor, values: list[int]) -> torch.Tensor:
     return F.one_hot(index, len(values)).movedim(-1, 0)[None].float()
 
 
-class AssistantEvaluator(Evaluator):
-    """Evaluator over volumes from :func:`vessa.data.volumes.group_volumes` (one per iteration).
+class VolumeEvaluator(Evaluator):
+    """Evaluator over volumes from :func:`vessa.data.volumes.group_volumes`, one per iteration.
 
-    Its output ``pred`` and ``label`` are (1, K + 1, ...) one-hot volumes for MONAI's metric handlers.
-    ``mode`` selects what is evaluated: ``"assistant"`` or ``"template"`` (copying the retrieved mask).
+    Subclasses implement :meth:`predict_volume`; the output ``pred`` and ``label`` are (1, K + 1, ...)
+    one-hot volumes for MONAI's metric handlers.
     """
+
+    def __init__(
+        self,
+        device: str | torch.device,
+        val_data_loader,
+        label_values: list[int],
+        key_val_metric: dict | None = None,
+        additional_metrics: dict | None = None,
+        val_handlers: Sequence | None = None,
+    ) -> None:
+        super().__init__(
+            device=device,
+            val_data_loader=val_data_loader,
+            key_val_metric=key_val_metric,
+            additional_metrics=additional_metrics,
+            val_handlers=val_handlers,
+            decollate=False,
+        )
+        self.label_values = list(label_values)
+
+    def predict_volume(self, volume: dict) -> torch.Tensor:
+        """Label map (label values) of the shape of ``volume["label"]``."""
+        raise NotImplementedError
+
+    def _iteration(self, engine: "VolumeEvaluator", volume: dict) -> dict:
+        pred = self.predict_volume(volume)
+        return {"pred": one_hot(pred, self.label_values), "label": one_hot(torch.as_tensor(volume["label"]), self.label_values), "id": volume["id"]}
+
+
+class AssistantEvaluator(VolumeEvaluator):
+    """The assistant segments each slice with templates retrieved from the bank; ``mode="template"``
+    evaluates the floor of copying the retrieved template's mask instead."""
 
     def __init__(
         self,
@@ -39,21 +72,14 @@ class AssistantEvaluator(Evaluator):
         additional_metrics: dict | None = None,
         val_handlers: Sequence | None = None,
     ) -> None:
-        super().__init__(
-            device=device,
-            val_data_loader=val_data_loader,
-            key_val_metric=key_val_metric,
-            additional_metrics=additional_metrics,
-            val_handlers=val_handlers,
-            decollate=False,
-        )
+        super().__init__(device, val_data_loader, [0] + bank.foreground, key_val_metric, additional_metrics, val_handlers)
         if mode not in ("assistant", "template"):
             raise ValueError(f"unknown evaluation mode '{mode}': use 'assistant' or 'template'")
         self.network = network
         self.predictor = AssistantPredictor(network, bank, num_templates, device)
         self.mode = mode
 
-    def _iteration(self, engine: "AssistantEvaluator", volume: dict) -> dict:
+    def predict_volume(self, volume: dict) -> torch.Tensor:
         self.predictor.model.eval()
         preds = []
         for image, pos in zip(volume["images"], volume["positions"]):
@@ -61,14 +87,11 @@ class AssistantEvaluator(Evaluator):
                 preds.append(self.predictor.template_copy(image, pos))
             else:
                 preds.append(self.predictor.predict(image, pos)["label"])
-        pred = preds[0] if volume["label"].ndim == 2 else torch.stack(preds, dim=-1)
-        values = [0] + self.predictor.bank.foreground
-        return {"pred": one_hot(pred, values), "label": one_hot(torch.as_tensor(volume["label"]), values), "id": volume["id"]}
+        return preds[0] if np.ndim(volume["label"]) == 2 else torch.stack(preds, dim=-1)
 
 
-class StudentEvaluator(Evaluator):
-    """Evaluator of a 2D student over volumes from :func:`vessa.data.volumes.group_volumes`: each slice
-    resized to ``patch_size``, predicted, resized back (the SSL4MIS ACDC protocol); output as AssistantEvaluator's."""
+class StudentEvaluator(VolumeEvaluator):
+    """A 2D student over each volume: slices resized to ``patch_size``, predicted, resized back (SSL4MIS's ACDC protocol)."""
 
     def __init__(
         self,
@@ -81,22 +104,11 @@ class StudentEvaluator(Evaluator):
         additional_metrics: dict | None = None,
         val_handlers: Sequence | None = None,
     ) -> None:
-        super().__init__(
-            device=device,
-            val_data_loader=val_data_loader,
-            key_val_metric=key_val_metric,
-            additional_metrics=additional_metrics,
-            val_handlers=val_handlers,
-            decollate=False,
-        )
+        super().__init__(device, val_data_loader, label_values, key_val_metric, additional_metrics, val_handlers)
         self.network = network
-        self.label_values = list(label_values)
         self.patch_size = patch_size
 
-    def _iteration(self, engine: "StudentEvaluator", volume: dict) -> dict:
-        from vessa.engines.student_eval import predict_volume_slicewise
-
+    def predict_volume(self, volume: dict) -> torch.Tensor:
         image = volume["images"][0] if len(volume["images"]) == 1 else np.stack(volume["images"], axis=-1)
-        index = predict_volume_slicewise(self.network, image, self.patch_size, engine.state.device)
-        pred = torch.tensor(self.label_values)[torch.as_tensor(index).long()]
-        return {"pred": one_hot(pred, self.label_values), "label": one_hot(torch.as_tensor(volume["label"]), self.label_values), "id": volume["id"]}
+        index = predict_volume_slicewise(self.network, image, self.patch_size, self.state.device)
+        return torch.tensor(self.label_values)[torch.as_tensor(index).long()]
