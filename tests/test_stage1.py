@@ -87,7 +87,7 @@ def test_documented_command_runs_from_the_repo_root(tmp_path):
 
 def test_evaluation_without_a_checkpoint_names_the_missing_file(tmp_path):
     wf = ConfigWorkflow(
-        config_file=[str(CONFIGS / "stage1.json"), str(CONFIGS / "evaluate.json")], workflow_type="infer", run_id="evaluating", bundle_root=str(tmp_path)
+        config_file=[str(CONFIGS / "stage1.json"), str(CONFIGS / "evaluate_assistant.json")], workflow_type="infer", run_id="evaluating", bundle_root=str(tmp_path)
     )
     with pytest.raises(Exception) as err:
         wf.initialize()

@@ -117,9 +117,32 @@ def test_pseudo_label_diagnostics_compare_student_and_assistant(tmp_path, traine
     _with_stage1(tmp_path, trained_stage1)
     wf = stage2_workflow(tmp_path, method="unimatch", assistant="vessa")
     data = wf.parser.get_parsed_content("data")
-    diag = PseudoLabelDiagnostics(data["split"], data["datalist"].label_values, 64, tmp_path / "diag.csv", num_slices=6, interval=2)
+    diag = PseudoLabelDiagnostics.for_split(data["split"], data["datalist"].label_values, 64, tmp_path / "diag.csv", num_images=6, interval=2)
     diag.attach(wf.parser.get_parsed_content("train#trainer"))
     wf.run()
     rows = list(csv.DictReader(open(tmp_path / "diag.csv")))
     assert [int(r["iteration"]) for r in rows] == [2, 4]
     assert all(0.0 <= float(r[k]) <= 1.0 for r in rows for k in ("student_dice", "assistant_dice"))
+
+
+def test_dynamic_interaction_fine_tunes_the_assistant_on_confident_student_output(tmp_path, trained_stage1):
+    _with_stage1(tmp_path, trained_stage1)
+    wf = stage2_workflow(tmp_path, method="unimatch", assistant="vessa", assistant_update_every=1)
+    labeler = wf.parser.get_parsed_content("assistant_model")
+    labeler.update_coverage = 0.0  # this short run's student is not confident yet: learn from every image
+    before = {k: v.clone() for k, v in labeler.model.state_dict().items()}
+    wf.run()
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    assert trainer.state.output["assistant_update_images"] > 0
+    assert any(not torch.equal(before[k], v) for k, v in labeler.model.state_dict().items())
+    saved = torch.load(tmp_path / "runs" / "stage2" / "latest.pt", weights_only=False)
+    assert torch.equal(saved["assistant"]["model"]["mask_decoder.iou_token.weight"], labeler.model.state_dict()["mask_decoder.iou_token.weight"])
+
+
+def test_without_dynamic_interaction_the_assistant_stays_frozen(tmp_path, trained_stage1):
+    _with_stage1(tmp_path, trained_stage1)
+    wf = stage2_workflow(tmp_path, method="unimatch", assistant="vessa")
+    labeler = wf.parser.get_parsed_content("assistant_model")
+    before = {k: v.clone() for k, v in labeler.model.state_dict().items()}
+    wf.run()
+    assert all(torch.equal(before[k], v) for k, v in labeler.model.state_dict().items())

@@ -27,6 +27,10 @@ def _bundle(run_id: str, config_files: list[str], bundle_root: str | Path, **ove
     subprocess.run(cmd, check=True)
 
 
+def _stage2_configs(volumes: bool) -> list[str]:
+    return ["stage2.json", "stage2_3d.json"] if volumes else ["stage2.json"]
+
+
 class VessaCLI:
     """VESSA: reference-guided segmentation assistant and semi-supervised training (MONAI bundle)."""
 
@@ -44,7 +48,15 @@ class VessaCLI:
 
     def evaluate_assistant(self, dataset_dir: str | None = None, split: str = "test", bundle_root: str = ".") -> None:
         """Dice of the trained assistant per class on a split, against copying the retrieved template's mask."""
-        _bundle("evaluating", ["stage1.json", "evaluate.json"], bundle_root, dataset_dir=dataset_dir, eval_split=split)
+        _bundle("evaluating", ["stage1.json", "evaluate_assistant.json"], bundle_root, dataset_dir=dataset_dir, eval_split=split)
+
+    def stage2(self, dataset_dir: str | None = None, labeled=None, method: str | None = None, assistant: str | None = None, iterations: int | None = None, volumes: bool = False, bundle_root: str = ".") -> None:
+        """Semi-supervised student training (stage 2); ``--volumes`` trains a 3D student (configs/stage2_3d.json)."""
+        _bundle("training", _stage2_configs(volumes), bundle_root, dataset_dir=dataset_dir, labeled=labeled, method=method, assistant=assistant, iterations=iterations)
+
+    def evaluate(self, dataset_dir: str | None = None, split: str = "test", volumes: bool = False, bundle_root: str = ".") -> None:
+        """Dice, Jaccard, HD95 and ASD of the trained student per class on a split (ACDC: slice by slice; ``--volumes``: 3D sliding window)."""
+        _bundle("evaluating", _stage2_configs(volumes) + ["evaluate.json"], bundle_root, dataset_dir=dataset_dir, eval_split=split)
 
     def segment(self, input_dir: str, output_dir: str = "eval/inference", bundle_root: str = ".") -> None:
         """Segment every PNG / NIfTI file of a folder with the trained assistant and its template bank."""

@@ -9,8 +9,23 @@ import torch
 __all__ = ["Assistant"]
 
 
+def _minmax_slices(x: torch.Tensor) -> torch.Tensor:
+    """Each (C, H, W) image of a batch min-max scaled to [0, 1] on its own (the assistants see slices as stage 1 did)."""
+    flat = x.flatten(1)
+    lo, hi = flat.min(1).values, flat.max(1).values
+    scale = (hi - lo).clamp(min=1e-6)
+    return (x - lo.view(-1, 1, 1, 1)) / scale.view(-1, 1, 1, 1)
+
+
 class Assistant(abc.ABC):
-    """Turns a student's prediction on unlabelled images into pseudo-labels and per-pixel weights."""
+    """Turns a student's prediction on unlabelled images into pseudo-labels and per-pixel weights.
+
+    Assistants segment 2D images; a 3D batch goes through them slice by slice along the last axis
+    (:meth:`refine_volume`), every ``slice_stride``-th slice (the others keep the student's label with weight 0).
+    """
+
+    slice_stride: int = 1
+    slice_batch: int = 32
 
     @abc.abstractmethod
     def refine(
@@ -21,6 +36,43 @@ class Assistant(abc.ABC):
         Returns pseudo-labels (B, H, W) long class indices 0..K and weights (B, H, W) float in [0, 1].
         """
 
-    def update(self, images: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> dict:
-        """Optional online learning from confident pseudo-labels; the default does nothing and returns {}."""
+    def __call__(self, images: torch.Tensor, student_probs: torch.Tensor, meta: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`refine` for 2D batches, :meth:`refine_volume` for 3D ones (B, C, X, Y, Z)."""
+        if images.dim() == 5:
+            return self.refine_volume(images, student_probs, meta)
+        return self.refine(images, student_probs, meta)
+
+    def refine_volume(self, images: torch.Tensor, student_probs: torch.Tensor, meta: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Slice-by-slice refinement of 3D patches; ``meta["slice_pos"]`` may hold (B, Z) relative slice positions.
+
+        Each slice is min-max scaled on its own before the assistant sees it.
+        """
+        b, c, x, y, depth = images.shape
+        zs = torch.arange(0, depth, max(1, self.slice_stride), device=images.device)
+        labels = student_probs.argmax(1)
+        weights = torch.zeros(labels.shape, device=images.device)
+        img2d = images[..., zs].permute(0, 4, 1, 2, 3).reshape(-1, c, x, y)
+        prob2d = student_probs[..., zs].permute(0, 4, 1, 2, 3).reshape(-1, student_probs.shape[1], x, y)
+        positions = (meta or {}).get("slice_pos")
+        pos2d = torch.as_tensor(positions).reshape(b, depth)[:, zs.cpu()].reshape(-1) if positions is not None else None
+        out_l, out_w = [], []
+        for start in range(0, len(img2d), self.slice_batch):
+            part = slice(start, start + self.slice_batch)
+            lab, w = self.refine(_minmax_slices(img2d[part]), prob2d[part], {"slice_pos": pos2d[part] if pos2d is not None else None})
+            out_l.append(lab)
+            out_w.append(w)
+        labels[..., zs] = torch.cat(out_l).reshape(b, len(zs), x, y).permute(0, 2, 3, 1)
+        weights[..., zs] = torch.cat(out_w).reshape(b, len(zs), x, y).permute(0, 2, 3, 1).to(weights.dtype)
+        return labels, weights
+
+    def update(self, images: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, meta: dict | None = None) -> dict:
+        """Optional online learning from the student's confident predictions (``labels`` where ``weights`` > 0);
+        returns logged values. The default does nothing and returns {}."""
         return {}
+
+    def state_dict(self) -> dict:
+        """What a resumed run needs besides the student (an assistant that learns online has weights to keep)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`."""

@@ -9,8 +9,16 @@ from vessa.assistants.base import Assistant
 NAMES = ("none", "vessa", "sam2_generalist")
 
 
-def build_assistant(name: str, device="cpu", vessa: dict | None = None, sam2_generalist: dict | None = None) -> Assistant | None:
-    """The assistant called ``name`` with its settings (the config's ``assistant_args#<name>``)."""
+def build_assistant(name: str, device="cpu", vessa: dict | None = None, sam2_generalist: dict | None = None, slice_stride: int = 1) -> Assistant | None:
+    """The assistant called ``name`` with its settings (the config's ``assistant_args#<name>``);
+    ``slice_stride``: on 3D patches, refine every n-th slice only."""
+    assistant = _build(name, device, vessa, sam2_generalist)
+    if assistant is not None:
+        assistant.slice_stride = int(slice_stride)
+    return assistant
+
+
+def _build(name: str, device, vessa: dict | None, sam2_generalist: dict | None) -> Assistant | None:
     if name == "none":
         return None
     if name == "vessa":
@@ -21,7 +29,9 @@ def build_assistant(name: str, device="cpu", vessa: dict | None = None, sam2_gen
         args = dict(vessa or {})
         bank = TemplateBank.load(Path(args["bank_path"]))
         model = load_assistant(args["assistant_path"], bank, args.get("embed_dim", 128), device)
-        return VessaPseudoLabeler(model, bank, args.get("num_templates", 1), args.get("use_box", True))
+        return VessaPseudoLabeler(
+            model, bank, args.get("num_templates", 1), args.get("use_box", True), args.get("update_lr", 0.0), args.get("update_coverage", 0.9)
+        )
     if name == "sam2_generalist":
         from vessa.assistants.sam2_generalist import Sam2Generalist
 

@@ -1,4 +1,5 @@
-"""The VESSA assistant in the loop: the student's prediction becomes prompts, the assistant refines it."""
+"""The VESSA assistant in the loop: the student's prediction becomes prompts, the assistant refines it,
+and (optionally) the assistant keeps learning from the student's confident predictions."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import torch.nn.functional as F
 
 from vessa.assistants.base import Assistant
 from vessa.data.template_bank import TemplateBank
+from vessa.engines.prompts import simulate_prompts
+from vessa.losses.assistant_loss import AssistantLoss
 from vessa.networks.assistant import VessaAssistant, merge_classes
 
 
@@ -30,15 +33,42 @@ class VessaPseudoLabeler(Assistant):
     probabilities become the coarse-mask prompt and the boxes of its predicted regions the box prompt.
     The refined mask is the pseudo-label; each pixel is weighted by the assistant's predicted IoU of
     the class it was given (background pixels by the mean over classes).
+
+    Dynamic interaction (``update_lr > 0``): :meth:`update` fine-tunes the assistant on unlabelled images
+    whose student prediction is confident on at least ``update_coverage`` of the pixels, with the
+    student's mask as target and stage 1's simulated prompts (so the assistant adapts to the unlabelled
+    images without learning to copy its coarse-mask prompt).
     """
 
-    def __init__(self, model: VessaAssistant, bank: TemplateBank, num_templates: int = 1, use_box: bool = True) -> None:
+    def __init__(
+        self,
+        model: VessaAssistant,
+        bank: TemplateBank,
+        num_templates: int = 1,
+        use_box: bool = True,
+        update_lr: float = 0.0,
+        update_coverage: float = 0.9,
+        seed: int = 0,
+    ) -> None:
         self.model = model
         self.bank = bank
         self.num_templates = num_templates
         self.use_box = use_box
+        self.update_coverage = update_coverage
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=update_lr) if update_lr > 0 else None
+        self.loss = AssistantLoss(align_weight=0.0)
+        self.generator = torch.Generator().manual_seed(seed)
         for p in self.model.parameters():
-            p.requires_grad_(False)
+            p.requires_grad_(self.optimizer is not None)
+
+    def _templates(self, x: torch.Tensor, positions) -> tuple[torch.Tensor, torch.Tensor]:
+        t_img, t_mask = [], []
+        for i in range(len(x)):
+            pos = float(positions[i]) if positions is not None else None
+            ti, tm = self.bank.gather(self.bank.retrieve(x[i].cpu(), self.num_templates, pos))
+            t_img.append(ti)
+            t_mask.append(tm)
+        return torch.stack(t_img).to(x.device), torch.stack(t_mask).to(x.device)
 
     @torch.no_grad()
     def refine(self, images: torch.Tensor, student_probs: torch.Tensor, meta: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,24 +76,43 @@ class VessaPseudoLabeler(Assistant):
         size, (h, w) = self.bank.image_size, images.shape[-2:]
         x = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
         probs = F.interpolate(student_probs, size=(size, size), mode="bilinear", align_corners=False)
-        positions = (meta or {}).get("slice_pos")
-        t_img, t_mask = [], []
-        for i in range(len(x)):
-            pos = float(positions[i]) if positions is not None else None
-            ti, tm = self.bank.gather(self.bank.retrieve(x[i].cpu(), self.num_templates, pos))
-            t_img.append(ti)
-            t_mask.append(tm)
-        device = images.device
-        out = self.model(
-            x,
-            torch.stack(t_img).to(device),
-            torch.stack(t_mask).to(device),
-            coarse_mask=probs[:, 1:],
-            boxes=boxes_from_probs(probs) if self.use_box else None,
-        )
+        t_img, t_mask = self._templates(x, (meta or {}).get("slice_pos"))
+        out = self.model(x, t_img, t_mask, coarse_mask=probs[:, 1:], boxes=boxes_from_probs(probs) if self.use_box else None)
         logits = F.interpolate(out["best"], size=(h, w), mode="bilinear", align_corners=False)
         labels = merge_classes(logits)
         iou = out["iou"].max(-1).values.clamp(0, 1)  # (B, K)
         per_class = torch.cat([iou.mean(1, keepdim=True), iou], dim=1)  # background first
         weights = torch.gather(per_class, 1, labels.flatten(1)).view_as(labels)
         return labels, weights
+
+    def update(self, images: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, meta: dict | None = None) -> dict:
+        if self.optimizer is None or images.dim() != 4:
+            return {}
+        keep = (weights.flatten(1) > 0).float().mean(1) >= self.update_coverage
+        if not keep.any():
+            return {"assistant_update_images": 0.0}
+        size, k = self.bank.image_size, len(self.bank.foreground)
+        x = F.interpolate(images[keep], size=(size, size), mode="bilinear", align_corners=False)
+        y = F.interpolate(labels[keep][:, None].float(), size=(size, size), mode="nearest")[:, 0].long()
+        target = F.one_hot(y, k + 1).movedim(-1, 1)[:, 1:].float()
+        positions = (meta or {}).get("slice_pos")
+        t_img, t_mask = self._templates(x, positions[keep.cpu()] if positions is not None else None)
+        prompts = {n: (p.to(x.device) if p is not None else None) for n, p in simulate_prompts(target.cpu(), self.generator).items()}
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        terms = self.loss(self.model(x, t_img, t_mask, **prompts), target)
+        terms["loss"].backward()
+        self.optimizer.step()
+        self.model.eval()
+        return {"assistant_update_loss": float(terms["loss"].detach()), "assistant_update_images": float(keep.sum())}
+
+    def state_dict(self) -> dict:
+        state = {"model": self.model.state_dict()}
+        if self.optimizer is not None:
+            state["optimizer"] = self.optimizer.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        if self.optimizer is not None and "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])

@@ -9,8 +9,8 @@ from vessa.data.datalist import load_datalist
 from vessa.data.sample_data import generate_sample_dataset
 from vessa.data.slices import load_slices
 from vessa.data.splits import make_split
+from vessa.data.semi_volumes import load_volumes
 from vessa.data.volumes import group_volumes
-from vessa.errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,10 @@ def prepare_data(
         split.to_json(Path(run_dir) / "split.json")
     values = datalist.label_values
     if not datalist.validation:
-        raise DataError(f"{datalist.dataset_dir}/dataset.json has no 'validation' list: add one (cases never used for training) so the run can select its best checkpoint.")
+        logger.warning(
+            f"{datalist.dataset_dir}/dataset.json has no 'validation' list: training runs without validation and keeps its final "
+            "checkpoint. Add a 'validation' list (cases never used for training) to select the best one."
+        )
     data = {
         "datalist": datalist,
         "split": split,
@@ -58,5 +61,45 @@ def prepare_data(
     logger.info(
         f"Data set {datalist.dataset_dir}: {len(split.labeled)} labelled cases ({len(data['labeled_slices'])} slices), "
         f"{len(split.unlabeled)} unlabelled, {len(data['val_volumes'])} validation cases; split rule: {split.rule}."
+    )
+    return data
+
+
+def prepare_volumes(
+    dataset_dir: str | Path,
+    labeled=None,
+    seed: int = 0,
+    run_dir: str | Path | None = None,
+    sample_kind: str | None = None,
+    normalize: str = "none",
+    with_unlabeled: bool = False,
+) -> dict:
+    """As :func:`prepare_data` for 3D students: whole volumes instead of slices.
+
+    Returns ``datalist``, ``split``, ``labels``, ``labeled_volumes`` (with labels), ``unlabeled_volumes``
+    (images only, when ``with_unlabeled``) and ``val_volumes`` (``{"id", "image", "label"}``; empty when
+    the data set has no validation list, as LA: the run then keeps its final checkpoint).
+    """
+    datalist = load_datalist(ensure_dataset(dataset_dir, sample_kind))
+    split = make_split(datalist, labeled, seed)
+    if run_dir is not None:
+        split.to_json(Path(run_dir) / "split.json")
+    values = datalist.label_values
+    if not datalist.validation:
+        logger.warning(
+            f"{datalist.dataset_dir}/dataset.json has no 'validation' list: training runs without validation and keeps its final "
+            "checkpoint. Add a 'validation' list (cases never used for training) to select the best one."
+        )
+    data = {
+        "datalist": datalist,
+        "split": split,
+        "labels": datalist.labels,
+        "labeled_volumes": load_volumes(split.labeled, values, normalize),
+        "unlabeled_volumes": load_volumes(split.unlabeled, values, normalize, with_labels=False) if with_unlabeled else [],
+        "val_volumes": load_volumes(datalist.validation, values, normalize),
+    }
+    logger.info(
+        f"Data set {datalist.dataset_dir}: {len(split.labeled)} labelled volumes, {len(data['unlabeled_volumes'])} unlabelled, "
+        f"{len(data['val_volumes'])} validation volumes; split rule: {split.rule}."
     )
     return data

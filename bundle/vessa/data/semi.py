@@ -10,27 +10,38 @@ from vessa.data.episodes import augment_pair
 from vessa.data.template_bank import resize_image, resize_label
 
 
-def strong_view(image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Intensity perturbation of a (C, S, S) image in [0, 1]: contrast, brightness, blur and noise (UniMatch's strong stream, grayscale)."""
+def strong_view(image: torch.Tensor, generator: torch.Generator, clamp: bool = True) -> torch.Tensor:
+    """Intensity perturbation of a (C, ...spatial) 2D or 3D image: contrast, brightness, blur and noise
+    (UniMatch's strong stream, grayscale); ``clamp`` keeps a [0, 1] image in [0, 1] (off for z-scored volumes)."""
     r = lambda lo, hi: float(lo + (hi - lo) * torch.rand(1, generator=generator))  # noqa: E731
-    x = (image - image.mean()) * r(0.6, 1.4) + image.mean() + r(-0.15, 0.15)
+    spread = float(image.std()) if not clamp else 1.0
+    x = (image - image.mean()) * r(0.6, 1.4) + image.mean() + r(-0.15, 0.15) * spread
     if torch.rand(1, generator=generator) < 0.5:
-        x = F.avg_pool2d(x[None], 3, 1, 1, count_include_pad=False)[0]
-    x = x + torch.randn(x.shape, generator=generator) * r(0.0, 0.08)
-    return x.clamp(0, 1)
+        pool = F.avg_pool2d if image.dim() == 3 else F.avg_pool3d
+        x = pool(x[None], 3, 1, 1, count_include_pad=False)[0]
+    x = x + torch.randn(x.shape, generator=generator) * r(0.0, 0.08) * spread
+    return x.clamp(0, 1) if clamp else x
 
 
-def cutmix_box(size: int, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
-    """A (S, S) 0/1 box covering 2-40 % of the image with probability ``p`` (else empty), as UniMatch samples it."""
-    box = torch.zeros(size, size)
+def cutmix_box(size: int | tuple[int, ...], generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    """A 0/1 box of shape ``size`` (an int: square 2D) covering 2-40 % of it with probability ``p`` (else empty),
+    as UniMatch samples it; in 3D the box spans a random 40-100 % of the last (depth) axis."""
+    shape = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
+    box = torch.zeros(shape)
     if torch.rand(1, generator=generator) > p:
         return box
-    area = float(0.02 + 0.38 * torch.rand(1, generator=generator)) * size * size
+    h_img, w_img = shape[:2]
+    area = float(0.02 + 0.38 * torch.rand(1, generator=generator)) * h_img * w_img
     ratio = float(torch.empty(1).uniform_(0.3, 1 / 0.3, generator=generator))
-    h, w = min(size, int((area * ratio) ** 0.5)), min(size, int((area / ratio) ** 0.5))
-    y = int(torch.randint(0, size - h + 1, (1,), generator=generator))
-    x = int(torch.randint(0, size - w + 1, (1,), generator=generator))
-    box[y : y + h, x : x + w] = 1
+    h, w = min(h_img, int((area * ratio) ** 0.5)), min(w_img, int((area / ratio) ** 0.5))
+    y = int(torch.randint(0, h_img - h + 1, (1,), generator=generator))
+    x = int(torch.randint(0, w_img - w + 1, (1,), generator=generator))
+    if len(shape) == 2:
+        box[y : y + h, x : x + w] = 1
+    else:
+        d = max(1, int(shape[2] * float(0.4 + 0.6 * torch.rand(1, generator=generator))))
+        z = int(torch.randint(0, shape[2] - d + 1, (1,), generator=generator))
+        box[y : y + h, x : x + w, z : z + d] = 1
     return box
 
 

@@ -11,7 +11,7 @@ from monai.engines import Evaluator
 
 from vessa.data.template_bank import TemplateBank
 from vessa.engines.assistant_inference import AssistantPredictor
-from vessa.engines.student_eval import predict_volume_slicewise
+from vessa.engines.student_eval import predict_volume_slicewise, predict_volume_sliding
 from vessa.networks.assistant import VessaAssistant
 
 
@@ -50,6 +50,12 @@ class VolumeEvaluator(Evaluator):
     def predict_volume(self, volume: dict) -> torch.Tensor:
         """Label map (label values) of the shape of ``volume["label"]``."""
         raise NotImplementedError
+
+    def run(self, global_epoch: int = 1) -> None:
+        """Validate, unless there is nothing to validate on (a data set without a validation list)."""
+        if len(self.data_loader) == 0:
+            return
+        super().run(global_epoch)
 
     def _iteration(self, engine: "VolumeEvaluator", volume: dict) -> dict:
         pred = self.predict_volume(volume)
@@ -91,7 +97,9 @@ class AssistantEvaluator(VolumeEvaluator):
 
 
 class StudentEvaluator(VolumeEvaluator):
-    """A 2D student over each volume: slices resized to ``patch_size``, predicted, resized back (SSL4MIS's ACDC protocol)."""
+    """The student over each validation volume by the data set's protocol: ``mode="slicewise"`` resizes each
+    slice to ``patch_size``, predicts and resizes back (SSL4MIS's ACDC); ``"sliding"`` runs a 3D sliding window
+    of ``patch_size`` over ``volume["image"]`` (UA-MT's LA)."""
 
     def __init__(
         self,
@@ -99,16 +107,23 @@ class StudentEvaluator(VolumeEvaluator):
         val_data_loader,
         network: torch.nn.Module,
         label_values: list[int],
-        patch_size: int = 256,
+        patch_size: int | Sequence[int] = 256,
+        mode: str = "slicewise",
         key_val_metric: dict | None = None,
         additional_metrics: dict | None = None,
         val_handlers: Sequence | None = None,
     ) -> None:
         super().__init__(device, val_data_loader, label_values, key_val_metric, additional_metrics, val_handlers)
+        if mode not in ("slicewise", "sliding"):
+            raise ValueError(f"unknown evaluation mode '{mode}': use 'slicewise' or 'sliding'")
         self.network = network
         self.patch_size = patch_size
+        self.mode = mode
 
     def predict_volume(self, volume: dict) -> torch.Tensor:
-        image = volume["images"][0] if len(volume["images"]) == 1 else np.stack(volume["images"], axis=-1)
-        index = predict_volume_slicewise(self.network, image, self.patch_size, self.state.device)
+        if self.mode == "sliding":
+            index = predict_volume_sliding(self.network, volume["image"], self.patch_size, device=self.state.device)
+        else:
+            image = volume["images"][0] if len(volume["images"]) == 1 else np.stack(volume["images"], axis=-1)
+            index = predict_volume_slicewise(self.network, image, self.patch_size, self.state.device)
         return torch.tensor(self.label_values)[torch.as_tensor(index).long()]

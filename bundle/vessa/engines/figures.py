@@ -65,3 +65,38 @@ def example_segmentations(predictor: AssistantPredictor, volumes: list[dict], pa
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def stage2_curves(records: list[dict], out_dir: str | Path) -> list[Path]:
+    """Per setting (data set + labelled split), two panels: validation Dice over iterations of every
+    run, and pseudo-label Dice on hidden labels (student solid, assistant dashed). One PNG per setting."""
+    out_dir = Path(out_dir)
+    settings: dict[str, list[dict]] = {}
+    for r in records:
+        settings.setdefault(f"{r['dataset']}{r['labeled']}", []).append(r)
+    paths = []
+    for name, runs in settings.items():
+        fig, (ax_val, ax_pl) = plt.subplots(1, 2, figsize=(11, 3.8))
+        for r in runs:
+            label = r["method"] + ("" if r["assistant"] == "none" else f" + {r['assistant']}")
+            if r["val_curve"]:
+                ax_val.plot([c["iteration"] for c in r["val_curve"]], [100 * c["val_dice"] for c in r["val_curve"]], marker="o", ms=3, label=label)
+            rows = r["pseudo_label_dice"]
+            if rows:
+                line = ax_pl.plot([p["iteration"] for p in rows], [100 * p["student_dice"] for p in rows], label=f"{label}: student")[0]
+                if "assistant_dice" in rows[0]:
+                    ax_pl.plot([p["iteration"] for p in rows], [100 * p["assistant_dice"] for p in rows], "--", color=line.get_color(), label=f"{label}: assistant")
+        ax_val.set(title=f"{name.upper()}: validation Dice", xlabel="iteration", ylabel="mean Dice (%)")
+        ax_pl.set(title=f"{name.upper()}: pseudo-labels vs hidden labels", xlabel="iteration", ylabel="mean Dice (%)")
+        for ax in (ax_val, ax_pl):
+            ax.grid(alpha=0.3)
+            if ax.lines:
+                ax.legend(fontsize=7)
+        if not ax_val.lines:
+            ax_val.text(0.5, 0.5, "no validation split:\nfinal checkpoint evaluated", ha="center", va="center", transform=ax_val.transAxes)
+        fig.tight_layout()
+        path = out_dir / f"curves_{name}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths

@@ -11,7 +11,6 @@ import copy
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 
 from vessa.losses.ssl import ce_dice_loss, sigmoid_rampup, softmax_mse
 

@@ -11,6 +11,7 @@ from torch.optim import Optimizer
 from torch.utils.data import DataLoader
 
 from vessa.engines.ssl_methods import SupervisedOnly
+from vessa.errors import DataError
 from vessa.losses.ssl import sigmoid_rampdown, sigmoid_rampup
 
 
@@ -24,6 +25,9 @@ class Stage2Trainer(Trainer):
         assistant_weight: weight of the assistant's pseudo-labels, scheduled by ``assistant_schedule``:
             ``"constant"``, ``"rampup"`` (sigmoid over ``assistant_ramp_iterations``) or ``"rampdown"``
             (SemiSAM's decay of the generalist's weight).
+        assistant_update_every: every n iterations the assistant learns from the student's prediction of
+            the last unlabelled batch where its confidence reaches ``assistant_update_confidence``
+            (VESSA's dynamic interaction; 0 = off; only assistants that learn online act on it).
     """
 
     def __init__(
@@ -39,6 +43,8 @@ class Stage2Trainer(Trainer):
         assistant_weight: float = 1.0,
         assistant_schedule: str = "rampup",
         assistant_ramp_iterations: int = 200,
+        assistant_update_every: int = 0,
+        assistant_update_confidence: float = 0.95,
         train_handlers: Sequence | None = None,
     ) -> None:
         super().__init__(
@@ -46,6 +52,11 @@ class Stage2Trainer(Trainer):
         )
         if assistant_schedule not in ("constant", "rampup", "rampdown"):
             raise ValueError(f"unknown assistant_schedule '{assistant_schedule}': use constant, rampup or rampdown")
+        if method.uses_unlabeled and not getattr(train_data_loader.dataset, "unlabeled", True):
+            raise DataError(
+                f"The SSL method {type(method).__name__} needs unlabelled cases, but the labelled split covers every training case: "
+                "label fewer cases (config id 'labeled') or use method 'supervised'."
+            )
         self.network = network
         self.optimizer = optimizer
         self.method = method
@@ -53,6 +64,9 @@ class Stage2Trainer(Trainer):
         self.assistant_weight = assistant_weight
         self.assistant_schedule = assistant_schedule
         self.assistant_ramp_iterations = assistant_ramp_iterations
+        self.assistant_update_every = assistant_update_every
+        self.assistant_update_confidence = assistant_update_confidence
+        self._last_unlabeled: tuple | None = None
         method.setup(self)
 
     def assistant_scale(self) -> float:
@@ -64,8 +78,20 @@ class Stage2Trainer(Trainer):
         """The assistant's pseudo-labels and weights for unlabelled ``images`` given the student's ``probs``; None without an assistant."""
         if self.assistant is None:
             return None
-        labels, weights = self.assistant.refine(images, probs, {"slice_pos": batch.get("u_pos")})
+        meta = {"slice_pos": batch.get("u_pos")}
+        self._last_unlabeled = (images, probs, meta)
+        labels, weights = self.assistant(images, probs, meta)
         return labels, weights * self.assistant_scale()
+
+    def update_assistant(self) -> dict:
+        """Dynamic interaction: the assistant learns from the student's confident prediction on the last unlabelled batch."""
+        if self.assistant is None or not self.assistant_update_every or self._last_unlabeled is None:
+            return {}
+        if self.state.iteration % self.assistant_update_every:
+            return {}
+        images, probs, meta = self._last_unlabeled
+        conf, labels = probs.max(1)
+        return self.assistant.update(images, labels, (conf >= self.assistant_update_confidence).float(), meta)
 
     def _iteration(self, engine: "Stage2Trainer", batchdata: dict) -> dict:
         batch = {k: (v.to(engine.state.device) if torch.is_tensor(v) else v) for k, v in batchdata.items()}
@@ -80,4 +106,6 @@ class Stage2Trainer(Trainer):
         engine.optimizer.step()
         engine.method.after_step(engine)
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
-        return {"loss": loss.detach().item(), **{k: v.detach().item() for k, v in terms.items()}}
+        updated = engine.update_assistant()
+        engine._last_unlabeled = None
+        return {"loss": loss.detach().item(), **{k: v.detach().item() for k, v in terms.items()}, **updated}

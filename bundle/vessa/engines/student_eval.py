@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -15,7 +17,7 @@ from vessa.data.datalist import Datalist
 from vessa.data.io import check_same_shape, load_image, load_label
 from vessa.data.slices import normalize_minmax
 from vessa.errors import DataError
-from vessa.metrics.segmentation import case_metrics, summarize
+from vessa.metrics.segmentation import case_metrics, format_metrics_table, summarize
 
 MODES = ("slicewise", "sliding")
 
@@ -161,3 +163,17 @@ def load_eval_volumes(datalist: Datalist, split: str = "test", normalize: str = 
                 image = normalize_minmax(image)
         out.append({"id": str(item.get("id", item["image"])), "image": np.ascontiguousarray(image, dtype=np.float32), "label": label})
     return out
+
+
+def write_student_report(results: dict, out_dir: str | Path, split: str) -> Path:
+    """Write ``student_<split>.json`` (per case and summary, atomically) and print the metrics table; returns the path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"student_{split}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2))
+    tmp.replace(path)
+    print(f"Student on the '{split}' split ({len(results['per_case'])} cases; Dice and Jaccard in %, HD95 and ASD in voxels):")
+    print(format_metrics_table(results["summary"]))
+    print(f"(written to {path})")
+    return path

@@ -1,0 +1,233 @@
+"""Benchmark (not a test): stage 2, every method on the same labelled split and iteration budget.
+
+Per setting (a data set and its standard labelled split) it trains the stage-1 assistant once on the
+labelled cases, then each stage-2 run in its own process (so each peak resident memory is its own):
+supervised-only, Mean Teacher, UniMatch, UniMatch + vessa, Mean Teacher + vessa, and a SemiSAM+
+smoke run with a randomly initialised SAM2 (no checkpoint exists on this machine: its Dice means
+nothing, its time per iteration does). ``--labeled all`` trains the fully supervised ceiling.
+The best checkpoint on the validation volumes (ACDC) or the final one (LA: no validation split) is
+evaluated on the test volumes by the published protocol. Benchmark-only pseudo-label diagnostics read
+the hidden labels of the unlabelled cases to log the Dice of the student and of the assistant over time.
+
+    python benchmarks/stage2.py --dataset acdc --labeled 3 --iterations 600
+    python benchmarks/stage2.py --dataset acdc --labeled all --runs supervised+none --iterations 600
+    python benchmarks/stage2.py --dataset la --labeled 4 --iterations 300
+    python benchmarks/stage2.py --report        # figures and the markdown table of every recorded run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+OUT = REPO / "docs" / "results" / "stage2"
+RUNS_DIR = REPO / "runs" / "bench" / "stage2"
+ALL_RUNS = ("supervised+none", "mean_teacher+none", "unimatch+none", "unimatch+vessa", "mean_teacher+vessa", "mean_teacher+sam2_generalist")
+SMOKE_ITERATIONS = 6  # SemiSAM+ with random SAM2 weights: a smoke run, not a result
+
+# Settings per data set: config files, stage-2 overrides, stage-1 overrides and the evaluation protocol.
+DATASETS = {
+    "acdc": {
+        "configs": ["stage2.json"],
+        "stage2": {"patch_size": 128, "batch_size": 4, "epoch_length": 50, "val_interval": 2},
+        "stage1": {"image_size": 128},
+        "eval": {"mode": "slicewise", "normalize": "volume", "overlap": 0.5},
+        "diag_interval": 100,
+    },
+    "la": {
+        "configs": ["stage2.json", "stage2_3d.json"],
+        # CPU-sized: a quarter-width 3D UNet on 64 x 64 x 32 patches (UA-MT: full width, 112 x 112 x 80)
+        "stage2": {"batch_size": 2, "epoch_length": 25, "patch_size": [64, 64, 32], "student_features": [8, 16, 32, 64, 128]},
+        "stage1": {"image_size": 128, "train_normalize": "slice"},
+        "eval": {"mode": "sliding", "normalize": "none", "overlap": 0.25},
+        "diag_interval": 50,
+    },
+}
+
+
+def setting_dir(dataset: str, labeled: str) -> Path:
+    return RUNS_DIR / f"{dataset}{labeled}"
+
+
+def labeled_arg(labeled: str):
+    """The config's ``labeled`` value: a split key of dataset.json, or None (all cases) for "all"."""
+    return None if labeled == "all" else labeled
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def machine() -> str:
+    import torch
+
+    return f"{platform.node()} {platform.processor() or platform.machine()}, CPU, {torch.get_num_threads()} threads"
+
+
+def train_stage1(dataset: str, labeled: str, iterations: int) -> dict:
+    """Stage 1 on the setting's labelled cases, into the setting's ``stage1`` folder (skipped when it exists)."""
+    from vessa.data.prepare import prepare_data
+    from vessa.engines.stage1_runner import ensure_stage1
+
+    cfg = DATASETS[dataset]
+    root = setting_dir(dataset, labeled)
+    record_path = OUT / f"{dataset}{labeled}_stage1.json"
+    if (root / "stage1" / "assistant.pt").is_file() and record_path.is_file():
+        return json.loads(record_path.read_text())
+    start = time.time()
+    data = prepare_data(DATA / dataset, labeled_arg(labeled), 0, root / "stage1_run")
+    overrides = {**cfg["stage1"], "iterations": iterations, "epoch_length": 100, "val_interval": 2, "train#handlers#4#_disabled_": True}
+    ensure_stage1(root / "stage1", data["split"], dataset_dir=str(DATA / dataset), labeled=labeled_arg(labeled), run_dir=str(root / "stage1_run"), **overrides)
+    record = {"dataset": dataset, "labeled": labeled, "iterations": iterations, "train_seconds": round(time.time() - start, 1), "peak_rss_mb": peak_rss_mb(), "machine": machine()}
+    OUT.mkdir(parents=True, exist_ok=True)
+    record_path.write_text(json.dumps(record, indent=2))
+    return record
+
+
+def run_one(dataset: str, labeled: str, run: str, iterations: int) -> dict:
+    """Train one stage-2 run in this process, evaluate it on the test volumes, write its record."""
+    import torch
+    from ignite.engine import Events
+    from monai.bundle import ConfigWorkflow
+
+    from vessa.data import load_datalist
+    from vessa.engines.diagnostics import PseudoLabelDiagnostics
+    from vessa.engines.student_eval import evaluate_student, load_eval_volumes
+
+    method, assistant = run.split("+")
+    cfg = DATASETS[dataset]
+    root = setting_dir(dataset, labeled) / run
+    smoke = assistant == "sam2_generalist"
+    overrides = {
+        **cfg["stage2"],
+        "dataset_dir": str(DATA / dataset),
+        "labeled": labeled_arg(labeled),
+        "method": method,
+        "assistant": assistant,
+        "iterations": SMOKE_ITERATIONS if smoke else iterations,
+        "run_dir": str(root),
+        "ckpt_dir": str(root / "models"),
+        "assistant_dir": str(setting_dir(dataset, labeled) / "stage1"),
+        "resume": False,
+        "device": "cpu",
+        "train#handlers#4#_disabled_": True,
+    }
+    if smoke:
+        overrides.update({"batch_size": 1, "epoch_length": 2, "val_interval": 1000})
+    wf = ConfigWorkflow(config_file=[str(REPO / "configs" / c) for c in cfg["configs"]], workflow_type="train", run_id="training", **overrides)
+    if smoke:
+        wf.parser["assistant_args"]["sam2_generalist"]["allow_random_weights"] = True
+    wf.initialize()
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    data = wf.parser.get_parsed_content("data")
+    curve: list[dict] = []
+    if data["val_volumes"]:
+        evaluator = wf.parser.get_parsed_content("validate#evaluator")
+        evaluator.add_event_handler(
+            Events.COMPLETED, lambda e: curve.append({"iteration": trainer.state.iteration, "val_dice": float(e.state.metrics["val_mean_dice"])})
+        )
+    diagnostics = None
+    if data["split"].unlabeled and not smoke:
+        label_values = wf.parser.get_parsed_content("label_values")
+        patch = wf.parser.get_parsed_content("patch_size")
+        diagnostics = PseudoLabelDiagnostics.for_split(data["split"], label_values, patch, root / "pseudo_labels.csv", interval=cfg["diag_interval"])
+        diagnostics.attach(trainer)
+    start = time.time()
+    wf.run()
+    train_s = time.time() - start
+    network = wf.parser.get_parsed_content("network")
+    best = root / "models" / "model.pt"
+    network.load_state_dict(torch.load(best, map_location="cpu", weights_only=True))
+    datalist = load_datalist(DATA / dataset)
+    volumes = load_eval_volumes(datalist, "test", cfg["eval"]["normalize"])
+    start = time.time()
+    patch = wf.parser.get_parsed_content("patch_size")
+    result = evaluate_student(network, volumes, datalist.label_values, datalist.labels, cfg["eval"]["mode"], patch, "cpu", progress=False, overlap=cfg["eval"]["overlap"])
+    record = {
+        "dataset": dataset,
+        "labeled": labeled,
+        "labeled_cases": len(data["split"].labeled),
+        "method": method,
+        "assistant": assistant,
+        "smoke": smoke,
+        "iterations": trainer.state.iteration,
+        "batch_size": overrides["batch_size"],
+        "patch_size": patch,
+        "train_seconds": round(train_s, 1),
+        "seconds_per_iteration": round(train_s / max(1, trainer.state.iteration), 3),
+        "eval_seconds": round(time.time() - start, 1),
+        "peak_rss_mb": peak_rss_mb(),
+        "machine": machine(),
+        "checkpoint": "best on validation" if data["val_volumes"] else "final",
+        "val_curve": curve,
+        "pseudo_label_dice": diagnostics.rows if diagnostics else [],
+        "test": result["summary"],
+    }
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"{dataset}{labeled}_{run}.json").write_text(json.dumps(record, indent=2))
+    print(f"{dataset}{labeled} {run}: test mean Dice {100 * result['summary']['mean']['dice']:.1f}, {train_s / 60:.1f} min, peak RSS {record['peak_rss_mb'] / 1024:.2f} GB")
+    return record
+
+
+def records() -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(OUT.glob("*.json")) if not p.name.endswith("_stage1.json")]
+
+
+def report() -> str:
+    """Markdown table of every recorded run, and the figures next to the records."""
+    from vessa.engines.figures import stage2_curves
+
+    rows = ["| data set | labelled | method | assistant | test Dice | Jaccard | HD95 | ASD | per class Dice | iterations | time | s/it | peak RSS |", "|---" * 13 + "|"]
+    for r in records():
+        t = r["test"]
+        per_class = " / ".join(f"{100 * v['dice']:.1f}" for v in t["classes"].values()) if len(t["classes"]) > 1 else ""
+        note = " (smoke, random SAM2)" if r["smoke"] else ""
+        rows.append(
+            f"| {r['dataset'].upper()} | {r['labeled']} | {r['method']} | {r['assistant']}{note} | {100 * t['mean']['dice']:.1f} | {100 * t['mean']['jaccard']:.1f} | "
+            f"{t['mean']['hd95']:.1f} | {t['mean']['asd']:.1f} | {per_class} | {r['iterations']} | {r['train_seconds'] / 60:.1f} min | {r['seconds_per_iteration']:.2f} | {r['peak_rss_mb'] / 1024:.2f} GB |"
+        )
+    stage2_curves([r for r in records() if not r["smoke"]], OUT)
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="acdc")
+    parser.add_argument("--labeled", default="3", help="a split key of dataset.json (ACDC 1/3/7, LA 4/8) or 'all'")
+    parser.add_argument("--runs", default=",".join(ALL_RUNS), help="comma-separated method+assistant pairs")
+    parser.add_argument("--iterations", type=int, default=600)
+    parser.add_argument("--stage1_iterations", type=int, default=1000)
+    parser.add_argument("--one", help="(internal) run one method+assistant in this process")
+    parser.add_argument("--stage1", action="store_true", help="(internal) train the setting's assistant in this process")
+    parser.add_argument("--report", action="store_true")
+    args = parser.parse_args()
+    if args.report:
+        print(report())
+        return
+    if not (DATA / args.dataset).is_dir():
+        sys.exit(f"{args.dataset} not found at {DATA / args.dataset}: this benchmark reads ../shared/data")
+    if args.stage1:
+        train_stage1(args.dataset, args.labeled, args.stage1_iterations)
+        return
+    if args.one:
+        run_one(args.dataset, args.labeled, args.one, args.iterations)
+        return
+    runs = args.runs.split(",")
+    base = [sys.executable, __file__, "--dataset", args.dataset, "--labeled", args.labeled, "--iterations", str(args.iterations)]
+    if any(r.endswith("+vessa") for r in runs):
+        subprocess.run(base + ["--stage1", "--stage1_iterations", str(args.stage1_iterations)], check=True)
+    for run in runs:
+        if subprocess.run(base + ["--one", run]).returncode:
+            print(f"run {run} failed; going on with the others", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
