@@ -146,3 +146,14 @@ def test_without_dynamic_interaction_the_assistant_stays_frozen(tmp_path, traine
     before = {k: v.clone() for k, v in labeler.model.state_dict().items()}
     wf.run()
     assert all(torch.equal(before[k], v) for k, v in labeler.model.state_dict().items())
+
+
+def test_cached_pseudo_labels_are_refined_once_per_image_until_refreshed(tmp_path, trained_stage1):
+    _with_stage1(tmp_path, trained_stage1)
+    wf = stage2_workflow(tmp_path, method="unimatch", assistant="vessa", pseudo_label_refresh=1000, iterations=6, epoch_length=6, batch_size=4)
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    seen: set[int] = set()
+    trainer.add_event_handler(Events.ITERATION_STARTED, lambda e: seen.update(int(u) for u in e.state.batch["u_index"]))
+    wf.run()
+    assert trainer.state.iteration == 6
+    assert 0 < trainer.pseudo_cache.refinements == len(seen) < 24

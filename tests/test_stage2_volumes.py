@@ -73,11 +73,21 @@ def test_volumes_are_refined_slice_by_slice_every_stride_slices():
 
 @pytest.mark.parametrize("method,assistant", [("unimatch", "vessa"), ("mean_teacher", "none")])
 def test_3d_student_trains_with_each_method_and_checkpoints(tmp_path, sample_3d, method, assistant):
+    import csv
+
+    from vessa.engines.diagnostics import PseudoLabelDiagnostics
+
     wf = stage2_3d_workflow(tmp_path, dataset_dir=str(sample_3d), method=method, assistant=assistant, stage1_iterations=2)
-    wf.run()
     trainer = wf.parser.get_parsed_content("train#trainer")
+    data = wf.parser.get_parsed_content("data")
+    diag = PseudoLabelDiagnostics.for_split(data["split"], data["datalist"].label_values, [32, 32, 16], tmp_path / "diag.csv", num_images=16, interval=2)
+    diag.attach(trainer)
+    wf.run()
     assert trainer.state.iteration == 2 and "unsup" in trainer.state.output
     assert (tmp_path / "models" / "model.pt").is_file()
+    (row,) = list(csv.DictReader(open(tmp_path / "diag.csv")))
+    assert ("assistant_dice" in row) == (assistant == "vessa")
+    assert diag.images.shape == (2, 1, 32, 32, 16)
 
 
 def test_without_a_validation_list_the_final_checkpoint_is_kept(tmp_path, sample_3d, capfd):

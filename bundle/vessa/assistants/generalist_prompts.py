@@ -23,6 +23,9 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+import torch
+
+from vessa.engines.prompts import mask_boxes
 
 __all__ = ["prompts_from_mask", "box_from_mask"]
 
@@ -35,11 +38,8 @@ def _empty() -> tuple[np.ndarray, np.ndarray]:
 
 def box_from_mask(mask: np.ndarray) -> np.ndarray | None:
     """The tight box ``[x0, y0, x1, y1]`` (float32, inclusive pixel indices) of a 2D mask; None when empty."""
-    mask = np.asarray(mask, dtype=bool)
-    ys, xs = np.nonzero(mask)
-    if ys.size == 0:
-        return None
-    return np.array([xs.min(), ys.min(), xs.max(), ys.max()], dtype=np.float32)
+    box = mask_boxes(torch.from_numpy(np.asarray(mask, dtype=bool))[None])[0]
+    return None if torch.isnan(box).any() else box.numpy().astype(np.float32)
 
 
 def prompts_from_mask(

@@ -8,22 +8,16 @@ import torch.nn.functional as F
 
 from vessa.assistants.base import Assistant
 from vessa.data.template_bank import TemplateBank
-from vessa.engines.prompts import simulate_prompts
+from vessa.engines.prompts import mask_boxes, simulate_prompts
 from vessa.losses.assistant_loss import AssistantLoss
 from vessa.networks.assistant import VessaAssistant, merge_classes
 
 
 def boxes_from_probs(probs: torch.Tensor) -> torch.Tensor:
     """Boxes (B, K, 4) of each foreground class of the argmax of (B, K+1, S, S) probabilities; NaN where a class is absent."""
-    b, k1, s, _ = probs.shape
-    pred = probs.argmax(1)
-    boxes = torch.full((b, k1 - 1, 4), float("nan"), device=probs.device)
-    for i in range(b):
-        for k in range(1, k1):
-            ys, xs = (pred[i] == k).nonzero(as_tuple=True)
-            if ys.numel():
-                boxes[i, k - 1] = torch.stack([xs.min(), ys.min(), xs.max(), ys.max()]).float()
-    return boxes
+    b, k1 = probs.shape[:2]
+    onehot = F.one_hot(probs.argmax(1), k1).movedim(-1, 1)[:, 1:]
+    return mask_boxes(onehot.flatten(0, 1)).view(b, k1 - 1, 4)
 
 
 class VessaPseudoLabeler(Assistant):

@@ -11,8 +11,12 @@ from torch.utils.data import Dataset
 from vessa.data.template_bank import TemplateBank, resize_image, resize_label
 
 
-def augment_pair(image: torch.Tensor, label: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random rotation, scale, shift and gamma of a (C, S, S) image and its (S, S) label."""
+def augment_pair(image: torch.Tensor, label: torch.Tensor, generator: torch.Generator, return_theta: bool = False):
+    """Random rotation, scale, shift and gamma of a (C, S, S) image and its (S, S) label.
+
+    With ``return_theta`` also returns the (2, 3) affine of :func:`torch.nn.functional.affine_grid` that
+    maps the output to the input, so maps of the un-augmented image (cached pseudo-labels) can follow.
+    """
     r = lambda lo, hi: float(lo + (hi - lo) * torch.rand(1, generator=generator))  # noqa: E731
     angle, scale = math.radians(r(-15, 15)), r(0.85, 1.15)
     theta = torch.tensor(
@@ -22,7 +26,7 @@ def augment_pair(image: torch.Tensor, label: torch.Tensor, generator: torch.Gene
     img = F.grid_sample(image[None], grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
     lab = F.grid_sample(label[None, None].float(), grid, mode="nearest", align_corners=False)[0, 0].long()
     img = img.clamp(0, 1) ** r(0.7, 1.5)
-    return img, lab
+    return (img, lab, theta[0]) if return_theta else (img, lab)
 
 
 class EpisodeDataset(Dataset):

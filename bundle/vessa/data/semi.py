@@ -50,8 +50,9 @@ class SemiSupervisedDataset(Dataset):
 
     Items: ``image``/``label`` (labelled, augmented), and when there are unlabelled slices,
     ``u_image`` (weak view), ``u_strong1``/``u_strong2`` (strong views of the same weak view),
-    ``u_box1``/``u_box2`` (CutMix boxes), ``u_pos`` (relative slice position, for template retrieval)
-    and ``u_index`` (position in ``unlabeled_slices``, for benchmark diagnostics only).
+    ``u_box1``/``u_box2`` (CutMix boxes), ``u_pos`` (relative slice position, for template retrieval),
+    ``u_index`` (position in ``unlabeled_slices``), and ``u_plain`` / ``u_theta`` (the un-augmented
+    image and the affine that made the weak view from it, for cached pseudo-labels).
     """
 
     def __init__(self, labeled_slices: list[dict], unlabeled_slices: list[dict], patch_size: int = 256, length: int = 100, seed: int = 0) -> None:
@@ -74,9 +75,11 @@ class SemiSupervisedDataset(Dataset):
         if self.unlabeled:
             u_index = int(torch.randint(0, len(self.unlabeled), (1,), generator=g))
             u_img = resize_image(self.unlabeled[u_index]["image"], size)
-            weak, _ = augment_pair(u_img, torch.zeros(size, size, dtype=torch.long), g)
+            weak, _, theta = augment_pair(u_img, torch.zeros(size, size, dtype=torch.long), g, return_theta=True)
             item.update(
                 u_image=weak,
+                u_plain=u_img,
+                u_theta=theta,
                 u_strong1=strong_view(weak, g),
                 u_strong2=strong_view(weak, g),
                 u_box1=cutmix_box(size, g),

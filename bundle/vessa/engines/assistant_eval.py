@@ -45,17 +45,11 @@ def evaluate_assistant(predictor: AssistantPredictor, volumes: list[dict], modes
     for vol in tqdm(volumes, desc="evaluating", disable=not progress):
         label = torch.as_tensor(vol["label"])
         for mode in modes:
-            preds = []
-            for i, (image, pos) in enumerate(zip(vol["images"], vol["positions"])):
-                if mode == "template":
-                    preds.append(predictor.template_copy(image, pos))
-                    continue
-                coarse = None
-                if mode == "assistant+coarse":
-                    slice_label = vol["label"] if label.ndim == 2 else vol["label"][..., i]
-                    coarse = simulated_coarse_label(slice_label, bank.foreground, generator)
-                preds.append(predictor.predict(image, pos, coarse_label=coarse)["label"])
-            pred = preds[0] if label.ndim == 2 else torch.stack(preds, dim=-1)
+            coarse = None
+            if mode == "assistant+coarse":
+                slice_labels = [vol["label"]] if label.ndim == 2 else [vol["label"][..., i] for i in range(label.shape[-1])]
+                coarse = [simulated_coarse_label(s, bank.foreground, generator) for s in slice_labels]
+            pred = predictor.predict_volume(vol, "template" if mode == "template" else "assistant", coarse)
             dice = compute_dice(one_hot(pred, values), one_hot(label, values), include_background=False, ignore_empty=True)
             scores[mode].append(dice[0].numpy())
     results: dict = {}

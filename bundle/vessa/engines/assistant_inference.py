@@ -71,6 +71,23 @@ class AssistantPredictor:
         return F.interpolate(mask, size=tuple(img.shape[-2:]), mode="nearest")[0, 0].long()
 
 
+    def predict_volume(self, volume: dict, mode: str = "assistant", coarse_labels: list | None = None) -> torch.Tensor:
+        """Label map of a :func:`vessa.data.volumes.group_volumes` case, slice by slice: (H, W) or (H, W, D).
+
+        ``mode``: "assistant" (optionally with one coarse label per slice in ``coarse_labels``) or
+        "template" (copying the retrieved exemplar's mask: the floor).
+        """
+        if mode not in ("assistant", "template"):
+            raise ValueError(f"unknown prediction mode '{mode}': use 'assistant' or 'template'")
+        self.model.eval()
+        preds = []
+        for i, (image, pos) in enumerate(zip(volume["images"], volume["positions"])):
+            if mode == "template":
+                preds.append(self.template_copy(image, pos))
+            else:
+                preds.append(self.predict(image, pos, coarse_label=coarse_labels[i] if coarse_labels is not None else None)["label"])
+        return preds[0] if len(preds) == 1 and np.ndim(volume.get("label", np.zeros((1, 1)))) == 2 else torch.stack(preds, dim=-1)
+
 def load_assistant(checkpoint: str | Path, bank: TemplateBank, embed_dim: int = 128, device: str | torch.device = "cpu") -> VessaAssistant:
     """Build the assistant that fits ``bank`` and load a stage-1 checkpoint into it."""
     from vessa.engines.inference import checkpoint_text_dim

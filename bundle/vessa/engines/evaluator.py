@@ -86,14 +86,7 @@ class AssistantEvaluator(VolumeEvaluator):
         self.mode = mode
 
     def predict_volume(self, volume: dict) -> torch.Tensor:
-        self.predictor.model.eval()
-        preds = []
-        for image, pos in zip(volume["images"], volume["positions"]):
-            if self.mode == "template":
-                preds.append(self.predictor.template_copy(image, pos))
-            else:
-                preds.append(self.predictor.predict(image, pos)["label"])
-        return preds[0] if np.ndim(volume["label"]) == 2 else torch.stack(preds, dim=-1)
+        return self.predictor.predict_volume(volume, self.mode)
 
 
 class StudentEvaluator(VolumeEvaluator):

@@ -57,18 +57,31 @@ def random_clicks(masks: torch.Tensor, generator: torch.Generator, max_clicks: i
     return coords, labels
 
 
+def mask_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """Tight boxes (N, 4) ``[x0, y0, x1, y1]`` (inclusive pixel indices) of (N, H, W) masks (> 0.5); NaN rows for empty masks."""
+    m = masks > 0.5
+    _, h, w = m.shape
+    rows, cols = m.any(2), m.any(1)
+    ys, xs = torch.arange(h, device=m.device), torch.arange(w, device=m.device)
+    boxes = torch.stack(
+        [
+            torch.where(cols, xs, w).min(1).values,
+            torch.where(rows, ys, h).min(1).values,
+            torch.where(cols, xs, -1).max(1).values,
+            torch.where(rows, ys, -1).max(1).values,
+        ],
+        dim=1,
+    ).float()
+    boxes[~rows.any(1)] = float("nan")
+    return boxes
+
+
 def jittered_boxes(masks: torch.Tensor, generator: torch.Generator, jitter: float = 0.1) -> torch.Tensor:
     """Bounding boxes (N, 4) of each mask with each side moved by up to ``jitter`` of the box size; NaN for empty masks."""
-    n, s, _ = masks.shape
-    boxes = torch.full((n, 4), float("nan"))
-    for i in range(n):
-        ys, xs = (masks[i] > 0.5).nonzero(as_tuple=True)
-        if ys.numel() == 0:
-            continue
-        box = torch.tensor([xs.min(), ys.min(), xs.max(), ys.max()], dtype=torch.float32)
-        size = torch.tensor([box[2] - box[0] + 1, box[3] - box[1] + 1] * 2)
-        boxes[i] = (box + (torch.rand(4, generator=generator) * 2 - 1) * jitter * size).clamp(0, s - 1)
-    return boxes
+    s = masks.shape[-1]
+    boxes = mask_boxes(masks)
+    size = torch.stack([boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1] * 2, dim=1)
+    return (boxes + (torch.rand(boxes.shape, generator=generator) * 2 - 1) * jitter * size).clamp(0, s - 1)
 
 
 def simulate_prompts(

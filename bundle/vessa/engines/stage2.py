@@ -10,6 +10,7 @@ from monai.engines.utils import IterationEvents
 from torch.optim import Optimizer
 from torch.utils.data import DataLoader
 
+from vessa.engines.pseudo_cache import PseudoLabelCache
 from vessa.engines.ssl_methods import SupervisedOnly
 from vessa.errors import DataError
 from vessa.losses.ssl import sigmoid_rampdown, sigmoid_rampup
@@ -28,6 +29,8 @@ class Stage2Trainer(Trainer):
         assistant_update_every: every n iterations the assistant learns from the student's prediction of
             the last unlabelled batch where its confidence reaches ``assistant_update_confidence``
             (VESSA's dynamic interaction; 0 = off; only assistants that learn online act on it).
+        pseudo_label_refresh: cache each unlabelled image's pseudo-label and recompute it once it is this
+            many iterations old (0 = refine every batch; 2D slices only).
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class Stage2Trainer(Trainer):
         assistant_ramp_iterations: int = 200,
         assistant_update_every: int = 0,
         assistant_update_confidence: float = 0.95,
+        pseudo_label_refresh: int = 0,
         train_handlers: Sequence | None = None,
     ) -> None:
         super().__init__(
@@ -67,6 +71,7 @@ class Stage2Trainer(Trainer):
         self.assistant_update_every = assistant_update_every
         self.assistant_update_confidence = assistant_update_confidence
         self._last_unlabeled: tuple | None = None
+        self.pseudo_cache = PseudoLabelCache(pseudo_label_refresh) if pseudo_label_refresh else None
         method.setup(self)
 
     def assistant_scale(self) -> float:
@@ -80,8 +85,21 @@ class Stage2Trainer(Trainer):
             return None
         meta = {"slice_pos": batch.get("u_pos")}
         self._last_unlabeled = (images, probs, meta)
-        labels, weights = self.assistant(images, probs, meta)
+        if self.pseudo_cache is not None and "u_theta" in batch:
+            labels, weights = self.pseudo_cache.lookup(batch, self.state.iteration, lambda plain, rows: self._refine_plain(plain, rows, batch))
+        else:
+            labels, weights = self.assistant(images, probs, meta)
         return labels, weights * self.assistant_scale()
+
+    @torch.no_grad()
+    def _refine_plain(self, plain: torch.Tensor, rows: list[int], batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The assistant's refinement of un-augmented images from the student's current prediction on them."""
+        was_training = self.network.training
+        self.network.eval()
+        probs = torch.softmax(self.network(plain), 1)
+        self.network.train(was_training)
+        pos = batch.get("u_pos")
+        return self.assistant(plain, probs, {"slice_pos": pos[rows] if pos is not None else None})
 
     def update_assistant(self) -> dict:
         """Dynamic interaction: the assistant learns from the student's confident prediction on the last unlabelled batch."""
