@@ -31,6 +31,8 @@ DATA = REPO.parent / "shared" / "data"
 OUT = REPO / "docs" / "results" / "stage2"
 RUNS_DIR = REPO / "runs" / "bench" / "stage2"
 ALL_RUNS = ("supervised+none", "mean_teacher+none", "unimatch+none", "unimatch+vessa", "mean_teacher+vessa", "mean_teacher+sam2_generalist")
+# Optional third part of a run name: settings of a variant of the assistant's use (method+assistant+variant)
+VARIANTS = {"uncertain": {"assistant_fusion": "uncertain"}, "dynamic": {"assistant_update_every": 10}}
 SMOKE_ITERATIONS = 6  # SemiSAM+ with random SAM2 weights: a smoke run, not a result
 
 # Settings per data set: config files, stage-2 overrides, stage-1 overrides and the evaluation protocol.
@@ -102,7 +104,7 @@ def run_one(dataset: str, labeled: str, run: str, iterations: int) -> dict:
     from vessa.engines.diagnostics import PseudoLabelDiagnostics
     from vessa.engines.student_eval import evaluate_student, load_eval_volumes
 
-    method, assistant = run.split("+")
+    method, assistant, *variant = run.split("+")
     cfg = DATASETS[dataset]
     root = setting_dir(dataset, labeled) / run
     smoke = assistant == "sam2_generalist"
@@ -120,6 +122,8 @@ def run_one(dataset: str, labeled: str, run: str, iterations: int) -> dict:
         "device": "cpu",
         "train#handlers#4#_disabled_": True,
     }
+    for name in variant:
+        overrides.update(VARIANTS[name])
     if smoke:
         overrides.update({"batch_size": 1, "epoch_length": 2, "val_interval": 1000})
     wf = ConfigWorkflow(config_file=[str(REPO / "configs" / c) for c in cfg["configs"]], workflow_type="train", run_id="training", **overrides)
@@ -157,6 +161,7 @@ def run_one(dataset: str, labeled: str, run: str, iterations: int) -> dict:
         "labeled_cases": len(data["split"].labeled),
         "method": method,
         "assistant": assistant,
+        "variant": "+".join(variant),
         "smoke": smoke,
         "iterations": trainer.state.iteration,
         "batch_size": overrides["batch_size"],
@@ -189,7 +194,7 @@ def report() -> str:
     for r in records():
         t = r["test"]
         per_class = " / ".join(f"{100 * v['dice']:.1f}" for v in t["classes"].values()) if len(t["classes"]) > 1 else ""
-        note = " (smoke, random SAM2)" if r["smoke"] else ""
+        note = " (smoke, random SAM2)" if r["smoke"] else (f" ({r['variant']})" if r.get("variant") else "")
         rows.append(
             f"| {r['dataset'].upper()} | {r['labeled']} | {r['method']} | {r['assistant']}{note} | {100 * t['mean']['dice']:.1f} | {100 * t['mean']['jaccard']:.1f} | "
             f"{t['mean']['hd95']:.1f} | {t['mean']['asd']:.1f} | {per_class} | {r['iterations']} | {r['train_seconds'] / 60:.1f} min | {r['seconds_per_iteration']:.2f} | {r['peak_rss_mb'] / 1024:.2f} GB |"

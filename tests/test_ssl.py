@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from vessa.assistants.base import Assistant
 from vessa.data.semi import SemiSupervisedDataset, cutmix_box
 from vessa.engines.ssl_methods import build_method
 from vessa.engines.stage2 import Stage2Trainer
@@ -63,7 +64,7 @@ def test_cutmix_box_covers_a_bounded_area():
     assert all(0.0 < a <= 0.45 for a in areas)
 
 
-class SpyAssistant:
+class SpyAssistant(Assistant):
     """Records what it is asked to refine; returns the student's argmax with full weight."""
 
     def __init__(self):
@@ -90,3 +91,27 @@ def test_the_assistant_sees_only_unlabelled_images(method):
 def test_unknown_method_is_a_clear_error():
     with pytest.raises(ValueError, match="mean_teacher"):
         build_method("fixmatchx")
+
+
+def test_uncertain_fusion_keeps_the_confident_student_and_lets_the_assistant_decide_the_rest():
+    from torch.utils.data import DataLoader
+
+    from vessa.engines.ssl_methods import SupervisedOnly
+
+    class AlwaysTwo(Assistant):
+        def refine(self, images, student_probs, meta=None):
+            shape = (images.shape[0], *images.shape[2:])
+            return torch.full(shape, 2, dtype=torch.long), torch.full(shape, 0.5)
+
+    net = torch.nn.Conv2d(1, 3, 1)
+    trainer = Stage2Trainer(
+        "cpu", 1, DataLoader([{}]), net, torch.optim.SGD(net.parameters(), 0.1), SupervisedOnly(), AlwaysTwo(),
+        assistant_schedule="constant", assistant_fusion="uncertain", fusion_threshold=0.9,
+    )
+    probs = torch.zeros(1, 3, 2, 2)
+    probs[0, 1, 0, :] = 0.99  # confident class 1 on the top row
+    probs[0, 0, 0, :] = 0.01
+    probs[0, :, 1, :] = 1 / 3  # unsure on the bottom row
+    labels, weights = trainer.pseudo_labels(torch.rand(1, 1, 2, 2), probs, {})
+    assert labels.tolist() == [[[1, 1], [2, 2]]]
+    assert weights.tolist() == [[[1.0, 1.0], [0.5, 0.5]]]

@@ -50,8 +50,9 @@ def _mean_dice(pred: torch.Tensor, truth: torch.Tensor, num_classes: int) -> flo
 
 
 class PseudoLabelDiagnostics:
-    """Every ``interval`` iterations, the mean Dice of the student's prediction and of the assistant's
-    pseudo-label on a fixed sample of unlabelled images, against their hidden labels; written to a CSV.
+    """Every ``interval`` iterations, the mean Dice of the student's prediction and of the pseudo-label the
+    trainer makes of it with its assistant (refined, fused as configured) on a fixed sample of unlabelled
+    images, against their hidden labels; written to a CSV.
 
     ``images`` (N, C, ...spatial) and ``labels`` (N, ...spatial, class indices 0..K as the student's
     output channels) are 2D slices or 3D patches; ``positions`` the slices' relative positions (2D) or None.
@@ -104,7 +105,8 @@ class PseudoLabelDiagnostics:
         row = {"iteration": engine.state.iteration, "student_dice": _mean_dice(probs.argmax(1).cpu(), self.labels, self.num_classes)}
         if engine.assistant is not None:
             positions = self.positions.split(8) if self.positions is not None else [None] * len(probs.split(8))
-            labels = torch.cat([engine.assistant(img, p, {"slice_pos": pos})[0].cpu() for img, p, pos in zip(images.split(8), probs.split(8), positions)])
+            labels = torch.cat([engine.pseudo_labels(img, p, {"u_pos": pos})[0].cpu() for img, p, pos in zip(images.split(8), probs.split(8), positions)])
+            engine._last_unlabeled = None  # not a training batch: the assistant must not learn from it
             row["assistant_dice"] = _mean_dice(labels, self.labels, self.num_classes)
         net.train(was_training)
         self.rows.append(row)

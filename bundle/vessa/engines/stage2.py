@@ -31,6 +31,9 @@ class Stage2Trainer(Trainer):
             (VESSA's dynamic interaction; 0 = off; only assistants that learn online act on it).
         pseudo_label_refresh: cache each unlabelled image's pseudo-label and recompute it once it is this
             many iterations old (0 = refine every batch; 2D slices only).
+        assistant_fusion: ``"replace"``: the assistant's mask is the pseudo-label everywhere; ``"uncertain"``:
+            pixels where the student's confidence reaches ``fusion_threshold`` keep the student's label with
+            weight 1 and the assistant decides the others (it refines where the student is unsure).
     """
 
     def __init__(
@@ -49,11 +52,15 @@ class Stage2Trainer(Trainer):
         assistant_update_every: int = 0,
         assistant_update_confidence: float = 0.95,
         pseudo_label_refresh: int = 0,
+        assistant_fusion: str = "replace",
+        fusion_threshold: float = 0.95,
         train_handlers: Sequence | None = None,
     ) -> None:
         super().__init__(
             device=device, max_epochs=max_epochs, data_loader=train_data_loader, epoch_length=epoch_length, handlers=train_handlers, decollate=False
         )
+        if assistant_fusion not in ("replace", "uncertain"):
+            raise ValueError(f"unknown assistant_fusion '{assistant_fusion}': use replace or uncertain")
         if assistant_schedule not in ("constant", "rampup", "rampdown"):
             raise ValueError(f"unknown assistant_schedule '{assistant_schedule}': use constant, rampup or rampdown")
         if method.uses_unlabeled and not getattr(train_data_loader.dataset, "unlabeled", True):
@@ -72,6 +79,8 @@ class Stage2Trainer(Trainer):
         self.assistant_update_confidence = assistant_update_confidence
         self._last_unlabeled: tuple | None = None
         self.pseudo_cache = PseudoLabelCache(pseudo_label_refresh) if pseudo_label_refresh else None
+        self.assistant_fusion = assistant_fusion
+        self.fusion_threshold = fusion_threshold
         method.setup(self)
 
     def assistant_scale(self) -> float:
@@ -89,7 +98,12 @@ class Stage2Trainer(Trainer):
             labels, weights = self.pseudo_cache.lookup(batch, self.state.iteration, lambda plain, rows: self._refine_plain(plain, rows, batch))
         else:
             labels, weights = self.assistant(images, probs, meta)
-        return labels, weights * self.assistant_scale()
+        weights = weights * self.assistant_scale()
+        if self.assistant_fusion == "uncertain":
+            conf, student = probs.max(1)
+            sure = conf >= self.fusion_threshold
+            labels, weights = torch.where(sure, student, labels), torch.where(sure, torch.ones_like(weights), weights)
+        return labels, weights
 
     @torch.no_grad()
     def _refine_plain(self, plain: torch.Tensor, rows: list[int], batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
