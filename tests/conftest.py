@@ -21,9 +21,9 @@ def stage1_workflow(bundle_root: Path, run_id: str = "training", **overrides) ->
 
 @pytest.fixture(scope="session")
 def trained_stage1(tmp_path_factory):
-    """One short stage-1 run (shared by the tests that need a trained assistant); records the loss of every iteration."""
+    """One stage-1 run as `make demo` trains it (shared by the tests that need a trained assistant); records the loss of every iteration."""
     root = tmp_path_factory.mktemp("stage1")
-    wf = stage1_workflow(root, iterations=240, epoch_length=40, val_interval=3)
+    wf = stage1_workflow(root, iterations=600, epoch_length=50, val_interval=4)
     trainer = wf.parser.get_parsed_content("train#trainer")
     losses: list[float] = []
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda engine: losses.append(engine.state.output["loss"]))

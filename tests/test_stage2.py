@@ -99,7 +99,7 @@ def _test_dice(wf) -> float:
 
 
 def test_unimatch_with_the_vessa_assistant_beats_supervised_only(tmp_path, trained_stage1):
-    budget = {"iterations": 200, "epoch_length": 50, "val_interval": 1, "batch_size": 4, "patch_size": 96}
+    budget = {"iterations": 300, "epoch_length": 50, "val_interval": 1, "batch_size": 4, "patch_size": 96}
     supervised = stage2_workflow(tmp_path / "supervised", method="supervised", assistant="none", **budget)
     supervised.run()
     _with_stage1(tmp_path / "vessa", trained_stage1)
