@@ -76,7 +76,7 @@ def machine() -> str:
 
 def train_stage1(dataset: str, labeled: str, iterations: int) -> dict:
     """Stage 1 on the setting's labelled cases, into the setting's ``stage1`` folder (skipped when it exists)."""
-    from vessa.data.prepare import prepare_data
+    from vessa.data.prepare import load_split
     from vessa.engines.stage1_runner import ensure_stage1
 
     cfg = DATASETS[dataset]
@@ -85,9 +85,9 @@ def train_stage1(dataset: str, labeled: str, iterations: int) -> dict:
     if (root / "stage1" / "assistant.pt").is_file() and record_path.is_file():
         return json.loads(record_path.read_text())
     start = time.time()
-    data = prepare_data(DATA / dataset, labeled_arg(labeled), 0, root / "stage1_run")
+    _, split = load_split(DATA / dataset, labeled_arg(labeled), 0, root / "stage1_run")
     overrides = {**cfg["stage1"], "iterations": iterations, "epoch_length": 100, "val_interval": 2, "train#handlers#4#_disabled_": True}
-    ensure_stage1(root / "stage1", data["split"], dataset_dir=str(DATA / dataset), labeled=labeled_arg(labeled), run_dir=str(root / "stage1_run"), **overrides)
+    ensure_stage1(root / "stage1", split, dataset_dir=str(DATA / dataset), labeled=labeled_arg(labeled), run_dir=str(root / "stage1_run"), **overrides)
     record = {"dataset": dataset, "labeled": labeled, "iterations": iterations, "train_seconds": round(time.time() - start, 1), "peak_rss_mb": peak_rss_mb(), "machine": machine()}
     OUT.mkdir(parents=True, exist_ok=True)
     record_path.write_text(json.dumps(record, indent=2))

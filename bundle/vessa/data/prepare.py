@@ -24,6 +24,21 @@ def ensure_dataset(dataset_dir: str | Path, sample_kind: str | None = None) -> P
     return dataset_dir
 
 
+def load_split(dataset_dir: str | Path, labeled=None, seed: int = 0, run_dir: str | Path | None = None, sample_kind: str | None = None):
+    """The data list and its labelled / unlabelled split (saved in ``run_dir``), without loading any image;
+    warns when the data set has no validation list (training then keeps its final checkpoint)."""
+    datalist = load_datalist(ensure_dataset(dataset_dir, sample_kind))
+    split = make_split(datalist, labeled, seed)
+    if run_dir is not None:
+        split.to_json(Path(run_dir) / "split.json")
+    if not datalist.validation:
+        logger.warning(
+            f"{datalist.dataset_dir}/dataset.json has no 'validation' list: training runs without validation and keeps its final "
+            "checkpoint. Add a 'validation' list (cases never used for training) to select the best one."
+        )
+    return datalist, split
+
+
 def prepare_data(
     dataset_dir: str | Path,
     labeled=None,
@@ -40,16 +55,8 @@ def prepare_data(
     ``unlabeled_slices`` (images only, when ``with_unlabeled``) and ``val_volumes`` (the data set's
     validation list, grouped per case).
     """
-    datalist = load_datalist(ensure_dataset(dataset_dir, sample_kind))
-    split = make_split(datalist, labeled, seed)
-    if run_dir is not None:
-        split.to_json(Path(run_dir) / "split.json")
+    datalist, split = load_split(dataset_dir, labeled, seed, run_dir, sample_kind)
     values = datalist.label_values
-    if not datalist.validation:
-        logger.warning(
-            f"{datalist.dataset_dir}/dataset.json has no 'validation' list: training runs without validation and keeps its final "
-            "checkpoint. Add a 'validation' list (cases never used for training) to select the best one."
-        )
     data = {
         "datalist": datalist,
         "split": split,
@@ -80,16 +87,8 @@ def prepare_volumes(
     (images only, when ``with_unlabeled``) and ``val_volumes`` (``{"id", "image", "label"}``; empty when
     the data set has no validation list, as LA: the run then keeps its final checkpoint).
     """
-    datalist = load_datalist(ensure_dataset(dataset_dir, sample_kind))
-    split = make_split(datalist, labeled, seed)
-    if run_dir is not None:
-        split.to_json(Path(run_dir) / "split.json")
+    datalist, split = load_split(dataset_dir, labeled, seed, run_dir, sample_kind)
     values = datalist.label_values
-    if not datalist.validation:
-        logger.warning(
-            f"{datalist.dataset_dir}/dataset.json has no 'validation' list: training runs without validation and keeps its final "
-            "checkpoint. Add a 'validation' list (cases never used for training) to select the best one."
-        )
     data = {
         "datalist": datalist,
         "split": split,

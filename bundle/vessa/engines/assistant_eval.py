@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ from monai.metrics import compute_dice
 from tqdm import tqdm
 
 from vessa.engines.assistant_inference import AssistantPredictor
+from vessa.engines.checkpoints import atomic_write_json
 from vessa.engines.evaluator import one_hot
 from vessa.engines.prompts import perturb_masks
 
@@ -73,11 +73,6 @@ def format_table(results: dict) -> str:
 
 def write_report(results: dict, out_dir: str | Path, split: str) -> Path:
     """Write ``assistant_<split>.json`` and print the Dice table; returns the JSON path."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"assistant_{split}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2))
-    tmp.replace(path)
+    path = atomic_write_json(results, Path(out_dir) / f"assistant_{split}.json")
     print(f"Assistant Dice (%) on the '{split}' split, per volume then averaged:\n{format_table(results)}\n(written to {path})")
     return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -47,6 +48,16 @@ class ResumableCheckpoint:
 
     def save(self, engine: Engine) -> None:
         atomic_torch_save({k: v.state_dict() for k, v in self.save_dict.items()}, self.path)
+
+
+def atomic_write_json(obj, path: str | Path) -> Path:
+    """Write ``obj`` as indented JSON through a temporary file and a rename (no half-written report)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    tmp.replace(path)
+    return path
 
 
 def save_final_if_unvalidated(network: torch.nn.Module, path: str | Path, val_volumes: list) -> None:

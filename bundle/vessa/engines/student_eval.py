@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -16,6 +15,7 @@ from tqdm.auto import tqdm
 from vessa.data.datalist import Datalist
 from vessa.data.io import check_same_shape, load_image, load_label
 from vessa.data.slices import normalize_minmax
+from vessa.engines.checkpoints import atomic_write_json
 from vessa.errors import DataError
 from vessa.metrics.segmentation import case_metrics, format_metrics_table, summarize
 
@@ -167,12 +167,7 @@ def load_eval_volumes(datalist: Datalist, split: str = "test", normalize: str = 
 
 def write_student_report(results: dict, out_dir: str | Path, split: str) -> Path:
     """Write ``student_<split>.json`` (per case and summary, atomically) and print the metrics table; returns the path."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"student_{split}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2))
-    tmp.replace(path)
+    path = atomic_write_json(results, Path(out_dir) / f"student_{split}.json")
     print(f"Student on the '{split}' split ({len(results['per_case'])} cases; Dice and Jaccard in %, HD95 and ASD in voxels):")
     print(format_metrics_table(results["summary"]))
     print(f"(written to {path})")
