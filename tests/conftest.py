@@ -30,3 +30,25 @@ def trained_stage1(tmp_path_factory):
     wf.run()
     wf.finalize()
     return {"root": root, "workflow": wf, "losses": losses}
+
+
+@pytest.fixture(scope="session")
+def served_checkpoints(trained_stage1, tmp_path_factory):
+    """What the MONAI Label app serves: the stage-1 assistant and bank, and a short supervised student
+    (150 iterations) on the same sample data. Tests copy the folder before changing it."""
+    import shutil
+
+    root = trained_stage1["root"]
+    ckpt = tmp_path_factory.mktemp("served") / "models"
+    ckpt.mkdir()
+    for name in ("assistant.pt", "bank.pt"):
+        shutil.copy(root / "models" / name, ckpt / name)
+    wf = ConfigWorkflow(
+        config_file=str(CONFIGS / "stage2.json"), workflow_type="train", run_id="training", bundle_root=str(root), ckpt_dir=str(ckpt),
+        run_dir=str(ckpt.parent / "stage2_run"), method="supervised", assistant="none", iterations=150, epoch_length=50, val_interval=3,
+        patch_size=96, batch_size=4, **{"train#handlers#4#_disabled_": True},
+    )
+    wf.initialize()
+    wf.run()
+    wf.finalize()
+    return ckpt

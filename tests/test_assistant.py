@@ -126,3 +126,20 @@ def test_assistant_runs_on_the_sam2_hiera_encoder():
     assert out["best"].shape == (1, 2, S, S) and out["query_embedding"].shape == (1, 32, 8, 8)
     trainable = {n.split(".")[1] for n, p in model.named_parameters() if p.requires_grad and n.startswith("encoder.")}
     assert trainable == {"proj"}  # the Hiera trunk stays frozen
+
+
+def test_corrective_click_sits_inside_the_larger_error_with_its_label():
+    from vessa.engines.prompts import corrective_clicks
+
+    truth = torch.zeros(3, 32, 32, dtype=torch.bool)
+    truth[:, 8:24, 8:24] = True
+    pred = torch.zeros_like(truth)
+    pred[1] = truth[1]
+    pred[1, 4:28, 20:30] = True  # spills over on the right: a background click there
+    pred[2] = truth[2]
+    coords, labels = corrective_clicks(pred, truth)
+    assert labels[:, 0].tolist() == [1.0, 0.0, -1.0]
+    x, y = coords[0, 0].tolist()
+    assert 14 <= x <= 17 and 14 <= y <= 17  # the centre of the missed square
+    x, y = coords[1, 0].tolist()
+    assert not truth[1, int(y), int(x)] and pred[1, int(y), int(x)]

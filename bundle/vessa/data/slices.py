@@ -21,6 +21,18 @@ def normalize_minmax(x: np.ndarray) -> np.ndarray:
     return ((x - lo) / (hi - lo)).astype(np.float32)
 
 
+def normalize_image(image: np.ndarray, mode: str) -> np.ndarray:
+    """Scale a (C, H, W) image or (C, X, Y, Z) volume to [0, 1]: "volume" as a whole, "slice" each 2D slice
+    along the last axis on its own, "none" unchanged (float32)."""
+    if mode not in _NORMALIZE:
+        raise DataError(f"Unknown normalize mode {mode!r}; use one of {list(_NORMALIZE)}.")
+    if mode == "volume" or (mode == "slice" and np.ndim(image) < 4):
+        return normalize_minmax(image)
+    if mode == "slice":
+        return np.stack([normalize_minmax(image[..., z]) for z in range(image.shape[-1])], axis=-1)
+    return np.asarray(image, dtype=np.float32)
+
+
 def load_slices(
     items: list[dict],
     label_values: Sequence[int],

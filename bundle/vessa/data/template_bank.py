@@ -88,6 +88,15 @@ class TemplateBank:
         self.positions.append(float(slice_pos))
         self._embeddings = None
 
+    def remove(self, case_id: str) -> int:
+        """Drop every exemplar of ``case_id`` (e.g. before adding its corrected label again); returns how many."""
+        keep = [i for i, c in enumerate(self.ids) if c != str(case_id)]
+        removed = len(self.ids) - len(keep)
+        self.images, self.masks = [self.images[i] for i in keep], [self.masks[i] for i in keep]
+        self.ids, self.positions = [self.ids[i] for i in keep], [self.positions[i] for i in keep]
+        self._embeddings = None
+        return removed
+
     @classmethod
     def from_slices(cls, slices: list[dict], labels: dict[int, str], image_size: int, position_weight: float = 0.5) -> "TemplateBank":
         """Build from :func:`vessa.data.load_slices` output (labelled split only); slices with no foreground are skipped."""

@@ -34,34 +34,59 @@ class AssistantPredictor:
         return idx, t_img[None].to(self.device), t_mask[None].to(self.device)
 
     @torch.no_grad()
+    def prepare(self, image: np.ndarray | torch.Tensor, slice_pos: float | None = None, exclude_id: str | None = None) -> dict:
+        """What :meth:`predict` needs of one (C, H, W) image before any prompt: the image at the working size,
+        its retrieved templates and its embedding. Keep it to answer several prompts on the same image."""
+        img = torch.as_tensor(np.asarray(image, dtype=np.float32))
+        x = resize_image(img, self.bank.image_size)[None].to(self.device)
+        idx, t_img, t_mask = self._templates(x[0], slice_pos, exclude_id)
+        return {"x": x, "shape": tuple(img.shape[-2:]), "templates": idx, "t_img": t_img, "t_mask": t_mask, "features": self.model.encode(x)}
+
+    @torch.no_grad()
     def predict(
         self,
-        image: np.ndarray | torch.Tensor,
+        image: np.ndarray | torch.Tensor | None = None,
         slice_pos: float | None = None,
         exclude_id: str | None = None,
         coarse_label: np.ndarray | torch.Tensor | None = None,
+        points: torch.Tensor | None = None,
+        point_labels: torch.Tensor | None = None,
+        boxes: torch.Tensor | None = None,
+        prepared: dict | None = None,
     ) -> dict:
-        """Segment one (C, H, W) image in [0, 1].
+        """Segment one (C, H, W) image in [0, 1] (or a :meth:`prepare` result of one).
 
         ``coarse_label`` is an optional (H, W) class-index map used as the coarse-mask prompt of every class.
+        ``points`` (K, P, 2) are user clicks as (x, y) pixels of the image, ``point_labels`` (K, P) 1 foreground,
+        0 background, -1 padding; ``boxes`` (K, 4) optional (x0, y0, x1, y1) pixels, NaN rows for none. A class
+        with a foreground click is never judged absent.
         Returns ``label`` (H, W) long, ``probs`` (K, H, W), ``iou`` (K,) predicted IoU of the chosen masks,
         ``templates`` the bank indices used.
         """
-        img = torch.as_tensor(np.asarray(image, dtype=np.float32))
-        h, w = img.shape[-2:]
+        prep = prepared if prepared is not None else self.prepare(image, slice_pos, exclude_id)
+        h, w = prep["shape"]
         size = self.bank.image_size
-        x = resize_image(img, size)[None].to(self.device)
-        idx, t_img, t_mask = self._templates(x[0], slice_pos, exclude_id)
         coarse = None
         if coarse_label is not None:
             lab = resize_label(coarse_label, size)
             coarse = torch.stack([(lab == v) for v in self.bank.foreground]).float()[None].to(self.device)
-        out = self.model(x, t_img, t_mask, coarse_mask=coarse)
-        logits = F.interpolate(out["best"], size=(h, w), mode="bilinear", align_corners=False)
+        scale = torch.tensor([size / w, size / h])
+        if points is not None:
+            points = (points.float() * scale)[None].to(self.device)
+            point_labels = point_labels[None].to(self.device)
+        if boxes is not None:
+            boxes = (boxes.float() * scale.repeat(2))[None].to(self.device)
+        out = self.model(prep["x"], prep["t_img"], prep["t_mask"], coarse_mask=coarse, points=points, point_labels=point_labels, boxes=boxes, query_features=prep["features"])
+        best = out["best"]
+        if points is not None:
+            clicked = (point_labels == 1).any(-1)  # (1, K)
+            chosen = torch.gather(out["masks"], 2, out["iou"].argmax(-1)[:, :, None, None, None].expand(-1, -1, 1, *best.shape[-2:])).squeeze(2)
+            best = torch.where(clicked[..., None, None], chosen, best)
+        logits = F.interpolate(best, size=(h, w), mode="bilinear", align_corners=False)
         best_iou = out["iou"].max(-1).values[0]
         values = torch.tensor([0] + self.bank.foreground)
         label = values[merge_classes(logits, self.threshold)[0].cpu()]
-        return {"label": label, "probs": torch.sigmoid(logits)[0].cpu(), "iou": best_iou.cpu(), "templates": idx}
+        return {"label": label, "probs": torch.sigmoid(logits)[0].cpu(), "iou": best_iou.cpu(), "templates": prep["templates"]}
 
     def template_copy(self, image: np.ndarray | torch.Tensor, slice_pos: float | None = None, exclude_id: str | None = None) -> torch.Tensor:
         """The baseline: the label of the most similar exemplar, resized to the image. (H, W) long."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -54,6 +55,29 @@ def random_clicks(masks: torch.Tensor, generator: torch.Generator, max_clicks: i
             coords[i, sl, 0] = (pick % s).float()
             coords[i, sl, 1] = (pick // s).float()
             labels[i, sl] = 1.0 if j == 0 else 0.0
+    return coords, labels
+
+
+def corrective_clicks(pred: torch.Tensor, truth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One click per mask (N, S, S) that corrects a prediction, as an annotator would (and SAM's training does):
+    at the interior-most pixel of the larger error, foreground (1) where the mask was missed, background (0)
+    where it spilled over; label -1 where the prediction is right.
+
+    Returns coords (N, 1, 2) as (x, y) and labels (N, 1).
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    n, _, w = pred.shape
+    coords, labels = torch.zeros(n, 1, 2), -torch.ones(n, 1)
+    missed, spilled = (truth & ~pred).numpy(), (pred & ~truth).numpy()
+    for i in range(n):
+        error, label = (missed[i], 1.0) if missed[i].sum() >= spilled[i].sum() else (spilled[i], 0.0)
+        if not error.any():
+            continue
+        depth = distance_transform_edt(np.pad(error, 1))[1:-1, 1:-1]
+        y, x = divmod(int(depth.argmax()), w)
+        coords[i, 0] = torch.tensor([float(x), float(y)])
+        labels[i, 0] = label
     return coords, labels
 
 

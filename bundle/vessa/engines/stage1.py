@@ -10,7 +10,7 @@ from monai.engines.utils import IterationEvents
 from torch.optim import Optimizer
 from torch.utils.data import DataLoader
 
-from vessa.engines.prompts import simulate_prompts
+from vessa.engines.prompts import corrective_clicks, simulate_prompts
 from vessa.losses.assistant_loss import AssistantLoss
 from vessa.networks.assistant import VessaAssistant
 
@@ -22,6 +22,8 @@ class Stage1Trainer(Trainer):
         network: the assistant.
         prompt_kwargs: probabilities of the simulated coarse-mask, click and box prompts
             (see :func:`vessa.engines.prompts.simulate_prompts`).
+        corrective_clicks: probability that a batch also gets one corrective click per class mask, placed on
+            the error of a first (no-grad) prediction: the assistant learns to follow an annotator's clicks.
         seed: seed of the prompt simulation.
         Other arguments as :class:`monai.engines.SupervisedTrainer`.
     """
@@ -36,6 +38,7 @@ class Stage1Trainer(Trainer):
         loss_function: AssistantLoss,
         epoch_length: int | None = None,
         prompt_kwargs: dict | None = None,
+        corrective_clicks: float = 0.0,
         seed: int = 0,
         train_handlers: Sequence | None = None,
         key_train_metric: dict | None = None,
@@ -55,13 +58,29 @@ class Stage1Trainer(Trainer):
         self.optimizer = optimizer
         self.loss_function = loss_function
         self.prompt_kwargs = prompt_kwargs or {}
+        self.corrective_clicks = corrective_clicks
         self.generator = torch.Generator().manual_seed(seed)
+
+    @torch.no_grad()
+    def _add_corrective_clicks(self, engine: "Stage1Trainer", batch: dict, prompts: dict) -> dict:
+        """The prompts plus one click per class mask on the error of the assistant's prediction from them."""
+        engine.network.eval()
+        first = engine.network(batch["image"], batch["templates"], batch["template_masks"], **prompts)
+        masks = batch["label"]
+        b, k = masks.shape[:2]
+        coords, labels = corrective_clicks((first["best"] > 0).flatten(0, 1).cpu(), (masks > 0.5).flatten(0, 1).cpu())
+        coords, labels = coords.view(b, k, 1, 2).to(masks.device), labels.view(b, k, 1).to(masks.device)
+        if prompts["points"] is not None:
+            coords, labels = torch.cat([prompts["points"], coords], 2), torch.cat([prompts["point_labels"], labels], 2)
+        return {**prompts, "points": coords, "point_labels": labels}
 
     def _iteration(self, engine: "Stage1Trainer", batchdata: dict[str, torch.Tensor]) -> dict:
         device = engine.state.device
         batch = {k: v.to(device) for k, v in batchdata.items()}
         prompts = simulate_prompts(batch["label"].cpu(), self.generator, **self.prompt_kwargs)
         prompts = {k: (v.to(device) if v is not None else None) for k, v in prompts.items()}
+        if self.corrective_clicks > 0 and torch.rand(1, generator=self.generator) < self.corrective_clicks:
+            prompts = self._add_corrective_clicks(engine, batch, prompts)
         engine.network.train()
         engine.optimizer.zero_grad(set_to_none=True)
         out = engine.network(batch["image"], batch["templates"], batch["template_masks"], **prompts)

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from vessa.data.datalist import Datalist
 from vessa.data.io import check_same_shape, load_image, load_label
-from vessa.data.slices import normalize_minmax
+from vessa.data.slices import normalize_image
 from vessa.engines.checkpoints import atomic_write_json
 from vessa.errors import DataError
 from vessa.metrics.segmentation import case_metrics, format_metrics_table, summarize
@@ -154,14 +154,7 @@ def load_eval_volumes(datalist: Datalist, split: str = "test", normalize: str = 
         image = load_image(item["image"])
         label = load_label(item["label"], datalist.label_values)
         check_same_shape(image, label, item["image"], item["label"])
-        if normalize == "volume":
-            image = normalize_minmax(image)
-        elif normalize == "slice":
-            if image.ndim == 4:
-                image = np.stack([normalize_minmax(image[..., z]) for z in range(image.shape[-1])], axis=-1)
-            else:
-                image = normalize_minmax(image)
-        out.append({"id": str(item.get("id", item["image"])), "image": np.ascontiguousarray(image, dtype=np.float32), "label": label})
+        out.append({"id": str(item.get("id", item["image"])), "image": np.ascontiguousarray(normalize_image(image, normalize)), "label": label})
     return out
 
 

@@ -1,0 +1,150 @@
+"""Interactive segmentation by the assistant from the clients' foreground / background clicks (and a box).
+
+On a volume the slice that was clicked last is segmented with its clicks, then the mask is propagated slice
+by slice to the neighbours (each slice prompted with its neighbour's mask as the coarse mask, and with its own
+clicks where it has any). The image, and the assistant's embedding of each slice, are kept between clicks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+
+import numpy as np
+import torch
+from monailabel.interfaces.tasks.infer_v2 import InferType
+
+from lib.image_io import click_to_pixel, roi_to_box
+from lib.infers.base import VessaInferTask
+from lib.served import ServedModels
+from vessa.data.slices import normalize_minmax
+from vessa.errors import DataError
+
+
+def apply_clicks(mask: np.ndarray, clicks: list, radius: float) -> np.ndarray:
+    """The (H, W) mask with a disk of ``radius`` pixels added at each foreground click ((x, y), 1) and
+    removed at each background click ((x, y), 0), in click order."""
+    yy, xx = np.mgrid[: mask.shape[0], : mask.shape[1]]
+    out = mask.copy()
+    for (x, y), flag in clicks:
+        disk = (xx - x) ** 2 + (yy - y) ** 2 <= radius**2
+        out = out | disk if flag == 1 else out & ~disk
+    return out
+
+
+class InteractiveSegmentation(VessaInferTask):
+    """Click-driven (deepgrow-type) segmentation of one label at a time.
+
+    The assistant gets the clicks as point prompts and, as its coarse-mask prompt, the slice's mask edited
+    where the clicks are (a disk of ``click_radius`` times the slice size added or removed per click).
+    """
+
+    click_radius = 0.04
+
+    def __init__(self, served: ServedModels, propagate: int = 5) -> None:
+        super().__init__(
+            served,
+            InferType.DEEPGROW,
+            "VESSA assistant, interactive: foreground / background clicks (and an optional ROI box) on a slice, propagated to the neighbouring slices",
+            config={"propagate": propagate},
+        )
+
+    def _label_value(self, request: dict) -> int | None:
+        """The label the clicks are for; None when not given (OHIF sends none): the clicked structure decides."""
+        names = {name: value for value, name in self.served.labels().items() if value != 0}
+        name = request.get("label")
+        if not name:
+            return next(iter(names.values())) if len(names) == 1 else None
+        if name not in names:
+            raise DataError(f"Unknown label {name!r}: this app segments {sorted(names)}.")
+        return names[name]
+
+    def _clicked_class(self, predictor, prep: dict, own: list) -> int:
+        """The label the assistant finds most likely under the first foreground click."""
+        foreground = [xy for xy, flag in own if flag == 1]
+        names = sorted(n for v, n in self.served.labels().items() if v != 0)
+        if not foreground:
+            raise DataError(f"Say which label the clicks are for ('label' parameter: one of {names}), or click on the structure with a foreground click.")
+        x, y = foreground[0]
+        probs = predictor.predict(prepared=prep)["probs"]
+        row, col = min(int(round(y)), probs.shape[1] - 1), min(int(round(x)), probs.shape[2] - 1)
+        return predictor.bank.foreground[int(probs[:, row, col].argmax())]
+
+    def _volume(self, path: str, image: np.ndarray) -> np.ndarray:
+        stamp = (path, os.stat(path).st_mtime)
+        return self.served.prepared(("volume",) + stamp, lambda: normalize_minmax(image))
+
+    def segment(self, image: np.ndarray, request: dict) -> tuple[np.ndarray, dict]:
+        value = self._label_value(request)
+        is_volume = image.ndim == 4
+        clicks: dict = defaultdict(list)  # slice -> [((x, y), 1 | 0)]
+        last_slice, clicked = None, False
+        for key, flag in (("foreground", 1), ("background", 0)):
+            for click in request.get(key) or []:
+                z, xy = click_to_pixel(click, is_volume)
+                clicks[z].append((xy, flag))
+                if flag == 1 or not clicked:
+                    last_slice, clicked = z, True
+        box = roi_to_box(request["roi"], is_volume) if request.get("roi") else None
+        if not clicked and box is None:
+            raise DataError("Interactive segmentation needs at least one click (foreground or background) or an ROI box on the image.")
+        if is_volume and not clicked:
+            roi = request["roi"]
+            last_slice = int(round((roi[4] + roi[5]) / 2)) if len(roi) >= 6 else image.shape[-1] // 2
+        if is_volume and not 0 <= last_slice < image.shape[-1]:
+            raise DataError(f"Click on slice {last_slice} is outside the volume of {image.shape[-1]} slices.")
+
+        predictor = self.served.assistant()
+        num_classes = len(predictor.bank.foreground)
+        volume = self._volume(request["image"], image)
+        depth = image.shape[-1] if is_volume else 1
+        version = self.served.versions().get("assistant", "")
+
+        def prepared(z: int | None) -> dict:
+            pos = z / max(depth - 1, 1) if is_volume else None
+            return self.served.prepared((request["image"], z, version), lambda: predictor.prepare(volume[..., z] if is_volume else volume, pos))
+
+        if value is None:
+            value = self._clicked_class(predictor, prepared(last_slice), clicks.get(last_slice, []))
+        k = predictor.bank.foreground.index(value)
+
+        def segment_slice(z: int | None, coarse: np.ndarray | None) -> np.ndarray:
+            prep = prepared(z)
+            own = clicks.get(z, [])
+            points = labels = None
+            if own:
+                points = torch.zeros(num_classes, len(own), 2)
+                labels = torch.full((num_classes, len(own)), -1)
+                points[k] = torch.tensor([xy for xy, _ in own])
+                labels[k] = torch.tensor([flag for _, flag in own])
+            boxes = None
+            if box is not None and z == last_slice:
+                boxes = torch.full((num_classes, 4), float("nan"))
+                boxes[k] = torch.tensor(box)
+            if own:
+                # the slice's current mask (the assistant's own, or the neighbour's), edited where the clicks are,
+                # becomes the coarse-mask prompt the assistant refines: it was trained to snap such masks to the image
+                start = coarse == value if coarse is not None else predictor.predict(prepared=prep, boxes=boxes)["probs"][k].numpy() > predictor.threshold
+                coarse = apply_clicks(start, own, self.click_radius * min(prep["shape"])).astype(np.int64) * value
+            out = predictor.predict(prepared=prep, points=points, point_labels=labels, boxes=boxes, coarse_label=coarse)
+            # a clicked pixel always ends up with the label the annotator gave it
+            return apply_clicks(out["probs"][k].numpy() > predictor.threshold, own, self.click_radius * min(prep["shape"]))
+
+        result = np.zeros(image.shape[1:], dtype=np.uint8)
+        mask = segment_slice(last_slice, None)
+        if not is_volume:
+            result[mask] = value
+            return result, {"label": self.served.labels()[value], "slices": []}
+        result[..., last_slice][mask] = value
+        done = [last_slice]
+        steps = int(request.get("propagate", self._config["propagate"]))
+        for direction in (-1, 1):
+            prev = mask
+            for step in range(1, steps + 1):
+                z = last_slice + direction * step
+                if not 0 <= z < depth or not prev.any():
+                    break
+                prev = segment_slice(z, prev.astype(np.int64) * value)
+                result[..., z][prev] = value
+                done.append(z)
+        return result, {"label": self.served.labels()[value], "slices": sorted(done)}

@@ -1,0 +1,210 @@
+"""The MONAI Label app apps/vessa_label, served by a real `monailabel` server and driven by MONAI Label's own
+Python client (the REST calls the 3D Slicer module makes)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from monailabel.client.client import MONAILabelClient, MONAILabelClientException
+from PIL import Image
+
+from conftest import REPO
+from label_server import APP, LabelServer
+
+sys.path.insert(0, str(APP))
+from lib.infers.interactive import InteractiveSegmentation  # noqa: E402
+from lib.served import ServedModels  # noqa: E402
+from vessa.data.template_bank import TemplateBank  # noqa: E402
+from vessa.engines.prompts import corrective_clicks  # noqa: E402
+from vessa.errors import CheckpointError, DataError  # noqa: E402
+
+LABELS = {"cavity": 1, "wall": 2, "crescent": 3}
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * np.logical_and(a, b).sum() / max(1, a.sum() + b.sum())
+
+
+@pytest.fixture(scope="module")
+def app_data(trained_stage1, served_checkpoints, tmp_path_factory):
+    """A datastore of sample images (the stage-1 labelled cases approved as ``final``, six more unlabelled) and
+    a copy of the served checkpoints."""
+    root = trained_stage1["root"]
+    tmp = tmp_path_factory.mktemp("label_app")
+    dataset = root / "sample_data" / "2d"
+    entries = {Path(e["image"]).name.split(".")[0]: e for e in json.loads((dataset / "dataset.json").read_text())["training"]}
+    split = json.loads((root / "runs" / "stage1" / "split.json").read_text())
+    studies = tmp / "studies"
+    (studies / "labels" / "final").mkdir(parents=True)
+    unlabeled = split["unlabeled"][:6]
+    for case in split["labeled"] + unlabeled:
+        shutil.copy(dataset / entries[case]["image"], studies / f"{case}.png")
+    for case in split["labeled"]:
+        shutil.copy(dataset / entries[case]["label"], studies / "labels" / "final" / f"{case}.png")
+    ckpt = shutil.copytree(served_checkpoints, tmp / "models")
+    hidden = {case: np.asarray(Image.open(dataset / entries[case]["label"])) for case in unlabeled}
+    return {"studies": studies, "ckpt": Path(ckpt), "work": tmp / "work", "unlabeled": unlabeled, "labeled": split["labeled"], "hidden": hidden, "dataset": dataset, "entries": entries}
+
+
+@pytest.fixture(scope="module")
+def server(app_data, tmp_path_factory):
+    log = tmp_path_factory.mktemp("server_log") / "monailabel.log"
+    srv = LabelServer(str(app_data["studies"]), {"ckpt_dir": app_data["ckpt"], "work_dir": app_data["work"], "device": "cpu"}, log)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture()
+def client(server, tmp_path):
+    return MONAILabelClient(server.url, tmpdir=str(tmp_path))
+
+
+def read_label(path: str) -> np.ndarray:
+    return np.asarray(Image.open(path))
+
+
+def test_info_lists_models_labels_trainers_and_strategies(client):
+    info = client.info()
+    assert {"vessa_student", "vessa_assistant", "vessa_interactive"} <= set(info["models"])
+    assert info["models"]["vessa_interactive"]["type"] == "deepgrow"
+    assert info["models"]["vessa_student"]["type"] == "segmentation"
+    for model in ("vessa_student", "vessa_assistant", "vessa_interactive"):
+        assert info["models"][model]["labels"] == LABELS
+    assert {"vessa_stage1", "vessa_stage2"} <= set(info["trainers"])
+    assert "vessa_disagreement" in info["strategies"] and "vessa_disagreement" in info["scoring"]
+
+
+@pytest.mark.parametrize("model, min_dice", [("vessa_assistant", 0.5), ("vessa_student", 0.3)])
+def test_automatic_segmentation_has_the_image_shape_and_finds_the_classes(client, app_data, model, min_dice):
+    case = app_data["unlabeled"][0]
+    path, result = client.infer(model, case, {})
+    label, truth = read_label(path), app_data["hidden"][case]
+    assert label.shape == truth.shape
+    assert set(np.unique(label)) <= {0, 1, 2, 3}
+    assert set(result["label_names"]) <= set(LABELS) and result["label_names"]
+    mean = np.mean([dice(label == v, truth == v) for v in LABELS.values() if (truth == v).any()])
+    assert mean > min_dice, f"{model} mean Dice {mean:.2f} on an unlabelled sample image"
+
+
+def test_clicks_change_the_result_where_they_are(client, app_data):
+    def click_on(case: str, name: str) -> tuple[list, np.ndarray, np.ndarray, dict]:
+        truth = app_data["hidden"][case] == LABELS[name]
+        rows, cols = np.nonzero(truth)
+        centre = [int(np.median(cols)), int(np.median(rows))]  # PNG clicks are [column, row]
+        path, result = client.infer("vessa_interactive", case, {"label": name, "foreground": [centre]})
+        return centre, truth, read_label(path), result
+
+    tries = [(case, name) for case in app_data["unlabeled"] for name in LABELS if (app_data["hidden"][case] == LABELS[name]).any()]
+    clicked = {t: click_on(*t) for t in tries}
+    for (case, name), (centre, truth, label, _) in clicked.items():
+        assert label[centre[1], centre[0]] == LABELS[name]
+        assert set(np.unique(label)) <= {0, LABELS[name]}
+    with pytest.raises(MONAILabelClientException, match="at least one click"):
+        client.infer("vessa_interactive", tries[0][0], {"label": tries[0][1]})
+
+    # where the first mask is worst, an annotator's correction: one click inside the largest error,
+    # foreground where the mask missed the structure, background where it spilled over
+    (case, name), (centre, truth, first, result) = min(clicked.items(), key=lambda kv: dice(kv[1][2] > 0, kv[1][1]))
+    coords, flag = corrective_clicks(torch.from_numpy(first > 0)[None], torch.from_numpy(truth)[None])
+    click = [int(coords[0, 0, 0]), int(coords[0, 0, 1])]
+    params = {"label": name, "foreground": [centre], "background": []}
+    params["foreground" if flag[0, 0] == 1 else "background"].append(click)
+    path, second = client.infer("vessa_interactive", case, params)
+    corrected = read_label(path)
+    assert (corrected[click[1], click[0]] > 0) == bool(flag[0, 0] == 1)
+    changed = np.argwhere(corrected != first)
+    assert len(changed) and np.median(np.hypot(changed[:, 0] - click[1], changed[:, 1] - click[0])) < 0.15 * truth.shape[0]
+    assert dice(corrected > 0, truth) > dice(first > 0, truth)
+    assert second["latency"] <= result["latency"] + 0.5
+
+
+def test_errors_are_clear_and_the_server_keeps_serving(client, app_data):
+    case = app_data["unlabeled"][0]
+    with pytest.raises(MONAILabelClientException) as err:
+        client.infer("vessa_interactive", case, {"label": "aorta", "foreground": [[10, 10]]})
+    assert "Unknown label 'aorta'" in str(err.value.msg)
+    assert "vessa_student" in client.info()["models"]
+
+
+def test_missing_checkpoint_and_unreadable_image_name_the_fix(tmp_path):
+    served = ServedModels(REPO, tmp_path / "empty", device="cpu")
+    with pytest.raises(CheckpointError, match="train it from the app"):
+        served.student()
+    from lib.image_io import read_image
+
+    bad = tmp_path / "broken.nii.gz"
+    bad.write_bytes(b"not a nifti")
+    with pytest.raises(DataError, match="Cannot read"):
+        read_image(bad)
+
+
+def test_model_outputs_are_never_saved_as_final(client, app_data):
+    case = app_data["unlabeled"][2]
+    client.infer("vessa_assistant", case, {"save_label": True, "label_tag": "final"})
+    labels = client.datastore()["objects"][case]["labels"]
+    assert "vessa" in labels and "final" not in labels
+
+
+def test_active_learning_proposes_an_unlabelled_image(client, app_data):
+    sample = client.next_sample("vessa_disagreement", {})
+    assert sample["id"] in app_data["unlabeled"]
+    assert 0.0 <= sample["disagreement"] <= 1.0
+
+
+def test_approved_label_joins_the_template_bank(client, app_data):
+    case = app_data["unlabeled"][3]
+    before = TemplateBank.load(app_data["ckpt"] / "bank.pt")
+    label_file = app_data["dataset"] / app_data["entries"][case]["label"]
+    client.save_label(case, str(label_file), tag="final")
+    assert "final" in client.datastore()["objects"][case]["labels"]
+    after = TemplateBank.load(app_data["ckpt"] / "bank.pt")
+    assert len(after) == len(before) + 1 and case in after.ids
+
+
+def test_interactive_on_a_volume_propagates_from_the_clicked_slice(app_data, tmp_path):
+    """Clicks on one slice of a 3D volume: that slice and its neighbours get the label, far slices do not."""
+    import nibabel as nib
+    import SimpleITK as sitk
+
+    from vessa.data.sample_data import generate_sample_dataset
+
+    generate_sample_dataset(tmp_path / "3d", kind="3d", num_train=1, num_val=0, num_test=0, size=96, depth=12)
+    image_path = next((tmp_path / "3d" / "imagesTr").glob("*.nii.gz"))
+    truth = np.asanyarray(nib.load(str(next((tmp_path / "3d" / "labelsTr").glob("*.nii.gz")))).dataobj)
+    z = 6
+    rows, cols = np.nonzero(truth[..., z] == LABELS["cavity"])
+    click = [int(np.median(rows)), int(np.median(cols)), z]  # NIfTI clicks are [i, j, k] voxel indices
+    task = InteractiveSegmentation(ServedModels(REPO, app_data["ckpt"], device="cpu"), propagate=2)
+    path, result = task({"image": str(image_path), "foreground": [click], "result_extension": ".nrrd"})  # as OHIF asks: no label, NRRD
+    assert result["label"] == "cavity"  # the clicked structure decides when no label is given
+    label = sitk.GetArrayFromImage(sitk.ReadImage(path)).transpose(2, 1, 0)
+    assert label.shape == truth.shape
+    assert label[click[0], click[1], z] == LABELS["cavity"]
+    assert set(result["slices"]) <= {4, 5, 6, 7, 8} and z in result["slices"]
+    assert not label[..., :3].any() and not label[..., 10:].any()
+
+
+def test_short_training_bumps_the_served_model(client, app_data):
+    before = client.infer("vessa_student", app_data["unlabeled"][0], {})[1]["model_versions"]["student"]
+    client.train_start("vessa_stage2", {"iterations": 4, "method": "supervised", "assistant": "none", "device": "cpu"})
+    deadline = time.time() + 600
+    status = client.train_status()
+    while status["status"] not in ("DONE", "ERROR") and time.time() < deadline:
+        time.sleep(2)
+        status = client.train_status()
+    assert status["status"] == "DONE", status
+    after = client.infer("vessa_student", app_data["unlabeled"][0], {})[1]["model_versions"]["student"]
+    assert after > before
+
+
+def test_ohif_viewer_answers(server):
+    with urllib.request.urlopen(server.url + "/ohif/", timeout=30) as response:
+        assert response.status == 200 and b"<html" in response.read().lower()
