@@ -77,7 +77,7 @@ def click_series(client, model: str, image_id: str, clicks: list, params: dict, 
 
 def bench(dataset: str, tmp: Path) -> dict:
     from label_server import LabelServer
-    from monailabel.client.client import MONAILabelClient
+    from monailabel.client.client import MONAILabelClient, MONAILabelClientException
 
     cfg = SETTINGS[dataset]
     ckpt = tmp / dataset / "models"
@@ -121,11 +121,17 @@ def bench(dataset: str, tmp: Path) -> dict:
         if dataset == "acdc":
             png_clicks = [[128, 128], [120, 128], [136, 128], [128, 120]]
             result["vessa_interactive_256px"] = click_series(client, "vessa_interactive", "slice256", png_clicks, {"label": name})
-            result["sam_2d_256px"] = click_series(client, "sam_2d", "slice256", [c + [0] for c in png_clicks], {"label": name})
+            try:  # MONAI Label 0.8.5's SAM2 task answers 500 on a PNG (its 2D path expects a volume)
+                result["sam_2d_256px"] = click_series(client, "sam_2d", "slice256", [c + [0] for c in png_clicks], {"label": name})
+            except MONAILabelClientException as err:
+                result["sam_2d_256px"] = {"error": str(err)}
         for model in ("vessa_student", "vessa_assistant"):
             runs = [timed(lambda: client.infer(model, ids[0], {}))[0] for _ in range(3)]
             result[f"{model}_volume_s"] = {"first": round(runs[0], 3), "later": round(statistics.median(runs[1:]), 3)}
         result["server_memory_mb"] = server_rss_mb(server.process.pid)
+    except Exception:
+        print(server.log_tail(60), file=sys.stderr)
+        raise
     finally:
         server.stop()
     result["machine"] = f"{platform.node()}, CPU, {torch.get_num_threads()} threads"
