@@ -208,3 +208,26 @@ def test_short_training_bumps_the_served_model(client, app_data):
 def test_ohif_viewer_answers(server):
     with urllib.request.urlopen(server.url + "/ohif/", timeout=30) as response:
         assert response.status == 200 and b"<html" in response.read().lower()
+
+
+def test_sam2_from_local_files_is_served_by_monai_labels_own_task(tmp_path):
+    """--conf sam2_checkpoint / sam2_config: MONAI Label's SAM2 task runs on the local files (no download)."""
+    import nibabel as nib
+    import sam2
+    from sam2.build_sam import build_sam2
+
+    from main import VessaLabelApp
+    from vessa.data.sample_data import generate_sample_dataset
+
+    config = Path(sam2.__file__).parent / "configs" / "sam2.1" / "sam2.1_hiera_t.yaml"
+    checkpoint = tmp_path / "sam2.1_hiera_tiny_random.pt"
+    torch.save({"model": build_sam2("configs/sam2.1/sam2.1_hiera_t.yaml", ckpt_path=None, device="cpu").state_dict()}, checkpoint)
+    generate_sample_dataset(tmp_path / "3d", kind="3d", num_train=1, num_val=0, num_test=0)
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    shutil.copy(tmp_path / "3d" / "imagesTr" / "case_000.nii.gz", studies / "case_000.nii.gz")
+    conf = {"ckpt_dir": str(tmp_path / "models"), "work_dir": str(tmp_path / "work"), "device": "cpu", "models": "sam_2d", "sam2_checkpoint": str(checkpoint), "sam2_config": str(config)}
+    app = VessaLabelApp(str(APP), str(studies), conf)
+    assert set(app.info()["models"]) == {"sam_2d"}
+    result = app.infer({"model": "sam_2d", "image": "case_000", "foreground": [[48, 48, 6]]})
+    assert np.asanyarray(nib.load(result["file"]).dataobj).shape == (96, 96, 12)
