@@ -103,8 +103,14 @@ def build_sam2_model(
             )
     else:
         _check_checkpoint(checkpoint)  # fail fast, before the (slow) build
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
     from sam2.build_sam import build_sam2
 
+    # the package's configs, as `import sam2` sets them up: another user of hydra in this process (MONAI Label's
+    # SAM2 task points it at its model folder) must not hide them
+    GlobalHydra.instance().clear()
+    initialize_config_module("sam2", version_base="1.2")
     model = build_sam2(config, ckpt_path=None, device="cpu", mode="eval")
     if checkpoint is not None:
         _load_sam2_checkpoint(model, checkpoint, required_prefix=required_prefix)
