@@ -5,6 +5,9 @@ labelled cases, then each stage-2 run in its own process (so each peak resident 
 supervised-only, Mean Teacher, UniMatch, UniMatch + vessa, Mean Teacher + vessa, and a SemiSAM+
 smoke run with a randomly initialised SAM2 (no checkpoint exists on this machine: its Dice means
 nothing, its time per iteration does). ``--labeled all`` trains the fully supervised ceiling.
+Runs with the ``text`` variant (``unimatch+vessa+text``) use a second stage-1 assistant trained with
+text alignment on (``stage1_text``); ``+text_vlm`` runs use DuSSS's text-guided assistant.
+``--tag`` keeps a comparison's stage-1 assistants and records apart from earlier ones.
 The best checkpoint on the validation volumes (ACDC) or the final one (LA: no validation split) is
 evaluated on the test volumes by the published protocol. Benchmark-only pseudo-label diagnostics read
 the hidden labels of the unlabelled cases to log the Dice of the student and of the assistant over time.
@@ -12,6 +15,7 @@ the hidden labels of the unlabelled cases to log the Dice of the student and of 
     python benchmarks/stage2.py --dataset acdc --labeled 3 --iterations 600
     python benchmarks/stage2.py --dataset acdc --labeled all --runs supervised+none --iterations 600
     python benchmarks/stage2.py --dataset la --labeled 4 --iterations 300
+    python benchmarks/stage2.py --dataset acdc --labeled 3 --tag compare --runs supervised+none,unimatch+vessa,unimatch+vessa+text,mean_teacher+text_vlm
     python benchmarks/stage2.py --report        # figures and the markdown table of every recorded run
 """
 
@@ -32,7 +36,13 @@ OUT = REPO / "docs" / "results" / "stage2"
 RUNS_DIR = REPO / "runs" / "bench" / "stage2"
 ALL_RUNS = ("supervised+none", "mean_teacher+none", "unimatch+none", "unimatch+vessa", "mean_teacher+vessa", "mean_teacher+sam2_generalist")
 # Optional third part of a run name: settings of a variant of the assistant's use (method+assistant+variant)
-VARIANTS = {"uncertain": {"assistant_fusion": "uncertain"}, "dynamic": {"assistant_update_every": 10}}
+VARIANTS = {
+    "uncertain": {"assistant_fusion": "uncertain"},
+    "dynamic": {"assistant_update_every": 10},
+    "text": {},  # the stage-1 assistant trained with text alignment (see stage1_name)
+    "nosss": {"assistant_args#text_vlm#sss_lambda": 0.0},  # text_vlm: plain cosines in the contrastive losses
+    "nocontrast": {"assistant_args#text_vlm#contrastive_weight": 0.0},  # text_vlm: mask loss only
+}
 SMOKE_ITERATIONS = 6  # SemiSAM+ with random SAM2 weights: a smoke run, not a result
 
 # Settings per data set: config files, stage-2 overrides, stage-1 overrides and the evaluation protocol.
@@ -55,13 +65,28 @@ DATASETS = {
 }
 
 
-def setting_dir(dataset: str, labeled: str) -> Path:
-    return RUNS_DIR / f"{dataset}{labeled}"
+def setting_name(dataset: str, labeled: str, tag: str = "") -> str:
+    """``acdc3``, ``acdc3_compare``: names the setting's run folder and prefixes its records."""
+    return f"{dataset}{labeled}" + (f"_{tag}" if tag else "")
+
+
+def setting_dir(dataset: str, labeled: str, tag: str = "") -> Path:
+    return RUNS_DIR / setting_name(dataset, labeled, tag)
+
+
+def stage1_name(text: bool) -> str:
+    """Folder of the setting's stage-1 assistant: trained with text alignment on (``stage1_text``) or off."""
+    return "stage1_text" if text else "stage1"
 
 
 def labeled_arg(labeled: str):
-    """The config's ``labeled`` value: a split key of dataset.json, or None (all cases) for "all"."""
-    return None if labeled == "all" else labeled
+    """The config's ``labeled`` value: a split key of dataset.json, a ratio ("0.25") or None (all cases) for "all"."""
+    if labeled == "all":
+        return None
+    try:
+        return float(labeled) if "." in labeled else labeled
+    except ValueError:
+        return labeled
 
 
 def peak_rss_mb() -> float:
@@ -74,27 +99,32 @@ def machine() -> str:
     return f"{platform.node()} {platform.processor() or platform.machine()}, CPU, {torch.get_num_threads()} threads"
 
 
-def train_stage1(dataset: str, labeled: str, iterations: int) -> dict:
-    """Stage 1 on the setting's labelled cases, into the setting's ``stage1`` folder (skipped when it exists)."""
+def train_stage1(dataset: str, labeled: str, iterations: int, tag: str = "", text: bool = False) -> dict:
+    """Stage 1 on the setting's labelled cases, into the setting's ``stage1`` (or, with text alignment, ``stage1_text``)
+    folder (skipped when it exists)."""
     from vessa.data.prepare import load_split
     from vessa.engines.stage1_runner import ensure_stage1
 
     cfg = DATASETS[dataset]
-    root = setting_dir(dataset, labeled)
-    record_path = OUT / f"{dataset}{labeled}_stage1.json"
-    if (root / "stage1" / "assistant.pt").is_file() and record_path.is_file():
+    root = setting_dir(dataset, labeled, tag)
+    name = stage1_name(text)
+    record_path = OUT / f"{setting_name(dataset, labeled, tag)}_{name}.json"
+    if (root / name / "assistant.pt").is_file() and record_path.is_file():
         return json.loads(record_path.read_text())
     start = time.time()
-    _, split = load_split(DATA / dataset, labeled_arg(labeled), 0, root / "stage1_run")
-    overrides = {**cfg["stage1"], "iterations": iterations, "epoch_length": 100, "val_interval": 2, "train#handlers#4#_disabled_": True}
-    ensure_stage1(root / "stage1", split, dataset_dir=str(DATA / dataset), labeled=labeled_arg(labeled), run_dir=str(root / "stage1_run"), **overrides)
-    record = {"dataset": dataset, "labeled": labeled, "iterations": iterations, "train_seconds": round(time.time() - start, 1), "peak_rss_mb": peak_rss_mb(), "machine": machine()}
+    _, split = load_split(DATA / dataset, labeled_arg(labeled), 0, root / f"{name}_run")
+    overrides = {**cfg["stage1"], "iterations": iterations, "epoch_length": 100, "val_interval": 2, "text_alignment": text, "train#handlers#4#_disabled_": True}
+    ensure_stage1(root / name, split, dataset_dir=str(DATA / dataset), labeled=labeled_arg(labeled), run_dir=str(root / f"{name}_run"), **overrides)
+    record = {
+        "dataset": dataset, "labeled": labeled, "tag": tag, "text_alignment": text, "iterations": iterations,
+        "train_seconds": round(time.time() - start, 1), "peak_rss_mb": peak_rss_mb(), "machine": machine(),
+    }
     OUT.mkdir(parents=True, exist_ok=True)
     record_path.write_text(json.dumps(record, indent=2))
     return record
 
 
-def run_one(dataset: str, labeled: str, run: str, iterations: int) -> dict:
+def run_one(dataset: str, labeled: str, run: str, iterations: int, tag: str = "") -> dict:
     """Train one stage-2 run in this process, evaluate it on the test volumes, write its record."""
     import torch
     from ignite.engine import Events
@@ -106,7 +136,7 @@ def run_one(dataset: str, labeled: str, run: str, iterations: int) -> dict:
 
     method, assistant, *variant = run.split("+")
     cfg = DATASETS[dataset]
-    root = setting_dir(dataset, labeled) / run
+    root = setting_dir(dataset, labeled, tag) / run
     smoke = assistant == "sam2_generalist"
     overrides = {
         **cfg["stage2"],
@@ -117,7 +147,7 @@ def run_one(dataset: str, labeled: str, run: str, iterations: int) -> dict:
         "iterations": SMOKE_ITERATIONS if smoke else iterations,
         "run_dir": str(root),
         "ckpt_dir": str(root / "models"),
-        "assistant_dir": str(setting_dir(dataset, labeled) / "stage1"),
+        "assistant_dir": str(setting_dir(dataset, labeled, tag) / stage1_name("text" in variant)),
         "resume": False,
         "device": "cpu",
         "train#handlers#4#_disabled_": True,
@@ -158,6 +188,7 @@ def run_one(dataset: str, labeled: str, run: str, iterations: int) -> dict:
     record = {
         "dataset": dataset,
         "labeled": labeled,
+        "tag": tag,
         "labeled_cases": len(data["split"].labeled),
         "method": method,
         "assistant": assistant,
@@ -177,24 +208,28 @@ def run_one(dataset: str, labeled: str, run: str, iterations: int) -> dict:
         "test": result["summary"],
     }
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"{dataset}{labeled}_{run}.json").write_text(json.dumps(record, indent=2))
-    print(f"{dataset}{labeled} {run}: test mean Dice {100 * result['summary']['mean']['dice']:.1f}, {train_s / 60:.1f} min, peak RSS {record['peak_rss_mb'] / 1024:.2f} GB")
+    (OUT / f"{setting_name(dataset, labeled, tag)}_{run}.json").write_text(json.dumps(record, indent=2))
+    print(f"{setting_name(dataset, labeled, tag)} {run}: test mean Dice {100 * result['summary']['mean']['dice']:.1f}, {train_s / 60:.1f} min, peak RSS {record['peak_rss_mb'] / 1024:.2f} GB")
     return record
 
 
 def records() -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(OUT.glob("*.json")) if not p.name.endswith("_stage1.json")]
+    return [json.loads(p.read_text()) for p in sorted(OUT.glob("*.json")) if not p.name.endswith(("_stage1.json", "_stage1_text.json"))]
 
 
-def report() -> str:
-    """Markdown table of every recorded run, and the figures next to the records."""
+def report(tag: str = "") -> str:
+    """Markdown table of the recorded runs of ``tag`` ("" the untagged ones), and the figures next to the records."""
     from vessa.engines.figures import stage2_curves
 
     rows = ["| data set | labelled | method | assistant | test Dice | Jaccard | HD95 | ASD | per class Dice | iterations | time | s/it | peak RSS |", "|---" * 13 + "|"]
     for r in records():
+        if r.get("tag", "") != tag:
+            continue
         t = r["test"]
         per_class = " / ".join(f"{100 * v['dice']:.1f}" for v in t["classes"].values()) if len(t["classes"]) > 1 else ""
-        note = " (smoke, random SAM2)" if r["smoke"] else (f" ({r['variant']})" if r.get("variant") else "")
+        names = {"text": "text alignment on", "nosss": "no semantic-similarity supervision", "nocontrast": "no contrastive loss"}
+        variant = names.get(r.get("variant", ""), r.get("variant", ""))
+        note = " (smoke, random SAM2)" if r["smoke"] else (f" ({variant})" if variant else "")
         rows.append(
             f"| {r['dataset'].upper()} | {r['labeled']} | {r['method']} | {r['assistant']}{note} | {100 * t['mean']['dice']:.1f} | {100 * t['mean']['jaccard']:.1f} | "
             f"{t['mean']['hd95']:.1f} | {t['mean']['asd']:.1f} | {per_class} | {r['iterations']} | {r['train_seconds'] / 60:.1f} min | {r['seconds_per_iteration']:.2f} | {r['peak_rss_mb'] / 1024:.2f} GB |"
@@ -206,29 +241,32 @@ def report() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="acdc")
-    parser.add_argument("--labeled", default="3", help="a split key of dataset.json (ACDC 1/3/7, LA 4/8) or 'all'")
+    parser.add_argument("--labeled", default="3", help="a split key of dataset.json (ACDC 1/3/7, LA 4/8), a ratio of the training cases (0.25) or 'all'")
     parser.add_argument("--runs", default=",".join(ALL_RUNS), help="comma-separated method+assistant pairs")
     parser.add_argument("--iterations", type=int, default=600)
     parser.add_argument("--stage1_iterations", type=int, default=1000)
+    parser.add_argument("--tag", default="", help="name of this comparison: its own stage-1 assistants, runs and records")
     parser.add_argument("--one", help="(internal) run one method+assistant in this process")
     parser.add_argument("--stage1", action="store_true", help="(internal) train the setting's assistant in this process")
+    parser.add_argument("--text", action="store_true", help="(internal) with --stage1: text alignment on")
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args()
     if args.report:
-        print(report())
+        print(report(args.tag))
         return
     if not (DATA / args.dataset).is_dir():
         sys.exit(f"{args.dataset} not found at {DATA / args.dataset}: this benchmark reads ../shared/data")
     if args.stage1:
-        train_stage1(args.dataset, args.labeled, args.stage1_iterations)
+        train_stage1(args.dataset, args.labeled, args.stage1_iterations, args.tag, args.text)
         return
     if args.one:
-        run_one(args.dataset, args.labeled, args.one, args.iterations)
+        run_one(args.dataset, args.labeled, args.one, args.iterations, args.tag)
         return
     runs = args.runs.split(",")
-    base = [sys.executable, __file__, "--dataset", args.dataset, "--labeled", args.labeled, "--iterations", str(args.iterations)]
-    if any(r.endswith("+vessa") for r in runs):
-        subprocess.run(base + ["--stage1", "--stage1_iterations", str(args.stage1_iterations)], check=True)
+    base = [sys.executable, __file__, "--dataset", args.dataset, "--labeled", args.labeled, "--iterations", str(args.iterations), "--tag", args.tag]
+    vessa_runs = [r.split("+") for r in runs if r.split("+")[1] == "vessa"]
+    for text in sorted({"text" in r[2:] for r in vessa_runs}):
+        subprocess.run(base + ["--stage1", "--stage1_iterations", str(args.stage1_iterations)] + (["--text"] if text else []), check=True)
     for run in runs:
         if subprocess.run(base + ["--one", run]).returncode:
             print(f"run {run} failed; going on with the others", file=sys.stderr)

@@ -27,7 +27,8 @@ def _with_stage1(root, trained_stage1):
 
 
 @pytest.mark.parametrize(
-    "method,assistant", [("supervised", "none"), ("mean_teacher", "none"), ("unimatch", "none"), ("mean_teacher", "vessa"), ("unimatch", "vessa")]
+    "method,assistant",
+    [("supervised", "none"), ("mean_teacher", "none"), ("unimatch", "none"), ("mean_teacher", "vessa"), ("unimatch", "vessa"), ("mean_teacher", "text_vlm")],
 )
 def test_each_method_and_assistant_trains_and_checkpoints(tmp_path, trained_stage1, method, assistant):
     if assistant == "vessa":
@@ -38,7 +39,10 @@ def test_each_method_and_assistant_trains_and_checkpoints(tmp_path, trained_stag
     assert trainer.state.iteration == 4
     assert ("unsup" in trainer.state.output) == (method != "supervised")
     assert (tmp_path / "models" / "model.pt").is_file()
-    assert set(torch.load(tmp_path / "runs" / "stage2" / "latest.pt", weights_only=False)) >= {"model", "optimizer", "trainer", "method"}
+    saved = torch.load(tmp_path / "runs" / "stage2" / "latest.pt", weights_only=False)
+    assert set(saved) >= {"model", "optimizer", "trainer", "method"}
+    if assistant == "text_vlm":  # it learns during stage 2: its weights and optimiser are checkpointed for resuming
+        assert "vlm_loss" in trainer.state.output and set(saved["assistant"]) == {"model", "optimizer"}
 
 
 def test_sam2_generalist_runs_with_random_weights_as_a_smoke_run(tmp_path):
@@ -98,15 +102,37 @@ def _test_dice(wf) -> float:
     return float(np.nanmean(np.stack(scores)))
 
 
-def test_unimatch_with_the_vessa_assistant_beats_supervised_only(tmp_path, trained_stage1):
-    budget = {"iterations": 300, "epoch_length": 50, "val_interval": 1, "batch_size": 4, "patch_size": 96}
-    supervised = stage2_workflow(tmp_path / "supervised", method="supervised", assistant="none", **budget)
+BUDGET = {"iterations": 300, "epoch_length": 50, "val_interval": 1, "batch_size": 4, "patch_size": 96}
+
+
+@pytest.fixture(scope="module")
+def supervised_dice(tmp_path_factory) -> float:
+    """Test Dice of the supervised-only student on the sample data at the comparison budget."""
+    supervised = stage2_workflow(tmp_path_factory.mktemp("supervised"), method="supervised", assistant="none", **BUDGET)
     supervised.run()
+    return _test_dice(supervised)
+
+
+def test_unimatch_with_the_vessa_assistant_beats_supervised_only(tmp_path, trained_stage1, supervised_dice):
     _with_stage1(tmp_path / "vessa", trained_stage1)
-    assisted = stage2_workflow(tmp_path / "vessa", method="unimatch", assistant="vessa", **budget)
+    assisted = stage2_workflow(tmp_path / "vessa", method="unimatch", assistant="vessa", **BUDGET)
     assisted.run()
-    base, ours = _test_dice(supervised), _test_dice(assisted)
-    assert ours > base + 0.01, (ours, base)
+    ours = _test_dice(assisted)
+    assert ours > supervised_dice + 0.01, (ours, supervised_dice)
+
+
+@pytest.mark.slow
+def test_mean_teacher_with_the_text_vlm_assistant_beats_supervised_only_over_three_seeds(tmp_path):
+    # One seed is not enough here: single runs on the sample data spread by +-4 Dice points (docs/results.md)
+    ours, base = [], []
+    for seed in (0, 1, 2):
+        supervised = stage2_workflow(tmp_path / f"supervised{seed}", method="supervised", assistant="none", seed=seed, **BUDGET)
+        supervised.run()
+        base.append(_test_dice(supervised))
+        assisted = stage2_workflow(tmp_path / f"text_vlm{seed}", method="mean_teacher", assistant="text_vlm", seed=seed, **BUDGET)
+        assisted.run()
+        ours.append(_test_dice(assisted))
+    assert sum(ours) / 3 > sum(base) / 3, (ours, base)
 
 
 def test_pseudo_label_diagnostics_compare_student_and_assistant(tmp_path, trained_stage1):

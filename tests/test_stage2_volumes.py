@@ -71,7 +71,7 @@ def test_volumes_are_refined_slice_by_slice_every_stride_slices():
     assert torch.allclose(torch.as_tensor(seen_pos), pos[:, refined].reshape(-1))
 
 
-@pytest.mark.parametrize("method,assistant", [("unimatch", "vessa"), ("mean_teacher", "none")])
+@pytest.mark.parametrize("method,assistant", [("unimatch", "vessa"), ("mean_teacher", "none"), ("mean_teacher", "text_vlm")])
 def test_3d_student_trains_with_each_method_and_checkpoints(tmp_path, sample_3d, method, assistant):
     import csv
 
@@ -86,7 +86,8 @@ def test_3d_student_trains_with_each_method_and_checkpoints(tmp_path, sample_3d,
     assert trainer.state.iteration == 2 and "unsup" in trainer.state.output
     assert (tmp_path / "models" / "model.pt").is_file()
     (row,) = list(csv.DictReader(open(tmp_path / "diag.csv")))
-    assert ("assistant_dice" in row) == (assistant == "vessa")
+    assert ("assistant_dice" in row) == (assistant != "none")
+    assert ("vlm_loss" in trainer.state.output) == (assistant == "text_vlm")
     assert diag.images.shape == (2, 1, 32, 32, 16)
 
 

@@ -10,7 +10,7 @@ vessa_student, vessa_assistant, vessa_interactive, sam_2d), ``student_configs`` 
 ``stage2.json,stage2_3d.json``), ``student_overrides`` (JSON of config ids the student was trained with,
 e.g. ``{"student_features": [8, 16, 32, 64, 128]}``), ``propagate`` (slices each way an interactive mask is propagated),
 ``num_templates``, ``sam2_checkpoint`` and ``sam2_config`` (local SAM2 files: adds MONAI Label's own SAM2
-task), ``text_model`` (local text-model folder for stage 1), ``labels`` (JSON {name: value} before a bank exists).
+task), ``text_model`` (local text-model folder for the class texts: stage 1, text_vlm), ``labels`` (JSON {name: value} before a bank exists).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class VessaLabelApp(MONAILabelApp):
         student_configs = [c.strip() for c in self.conf.get("student_configs", "stage2.json").split(",")]
         return {
             "vessa_stage1": VessaTrainTask(self.served, "stage1", ["stage1.json"], self.work_dir, self.conf.get("text_model")),
-            "vessa_stage2": VessaTrainTask(self.served, "stage2", student_configs, self.work_dir),
+            "vessa_stage2": VessaTrainTask(self.served, "stage2", student_configs, self.work_dir, self.conf.get("text_model")),
         }
 
     def init_strategies(self) -> dict:

@@ -22,6 +22,7 @@ class Assistant(abc.ABC):
 
     Assistants segment 2D images; a 3D batch goes through them slice by slice along the last axis
     (:meth:`refine_volume`), every ``slice_stride``-th slice (the others keep the student's label with weight 0).
+    An assistant may give more than one target (:meth:`refine_all`); the first is the pseudo-label.
     """
 
     slice_stride: int = 1
@@ -36,34 +37,51 @@ class Assistant(abc.ABC):
         Returns pseudo-labels (B, H, W) long class indices 0..K and weights (B, H, W) float in [0, 1].
         """
 
-    def __call__(self, images: torch.Tensor, student_probs: torch.Tensor, meta: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`refine` for 2D batches, :meth:`refine_volume` for 3D ones (B, C, X, Y, Z)."""
+    def refine_all(self, images: torch.Tensor, student_probs: torch.Tensor, meta: dict | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Every target this assistant gives for the unlabelled loss of a 2D batch, the pseudo-label first.
+
+        Default: the one :meth:`refine` result; an assistant with a second target (text_vlm's text-guided mask) overrides it.
+        """
+        return [self.refine(images, student_probs, meta)]
+
+    def targets(self, images: torch.Tensor, student_probs: torch.Tensor, meta: dict | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """:meth:`refine_all` for 2D batches, slice by slice for 3D ones (B, C, X, Y, Z)."""
         if images.dim() == 5:
             return self.refine_volume(images, student_probs, meta)
-        return self.refine(images, student_probs, meta)
+        return self.refine_all(images, student_probs, meta)
 
-    def refine_volume(self, images: torch.Tensor, student_probs: torch.Tensor, meta: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Slice-by-slice refinement of 3D patches; ``meta["slice_pos"]`` may hold (B, Z) relative slice positions.
+    def __call__(self, images: torch.Tensor, student_probs: torch.Tensor, meta: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pseudo-labels and weights (the first of :meth:`targets`)."""
+        return self.targets(images, student_probs, meta)[0]
+
+    def refine_volume(self, images: torch.Tensor, student_probs: torch.Tensor, meta: dict | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Slice-by-slice :meth:`refine_all` of 3D patches; ``meta["slice_pos"]`` may hold (B, Z) relative slice positions.
 
         Each slice is min-max scaled on its own before the assistant sees it.
         """
         b, c, x, y, depth = images.shape
         zs = torch.arange(0, depth, max(1, self.slice_stride), device=images.device)
-        labels = student_probs.argmax(1)
-        weights = torch.zeros(labels.shape, device=images.device)
         img2d = images[..., zs].permute(0, 4, 1, 2, 3).reshape(-1, c, x, y)
         prob2d = student_probs[..., zs].permute(0, 4, 1, 2, 3).reshape(-1, student_probs.shape[1], x, y)
         positions = (meta or {}).get("slice_pos")
         pos2d = torch.as_tensor(positions).reshape(b, depth)[:, zs.cpu()].reshape(-1) if positions is not None else None
-        out_l, out_w = [], []
+        parts = []
         for start in range(0, len(img2d), self.slice_batch):
             part = slice(start, start + self.slice_batch)
-            lab, w = self.refine(_minmax_slices(img2d[part]), prob2d[part], {"slice_pos": pos2d[part] if pos2d is not None else None})
-            out_l.append(lab)
-            out_w.append(w)
-        labels[..., zs] = torch.cat(out_l).reshape(b, len(zs), x, y).permute(0, 2, 3, 1)
-        weights[..., zs] = torch.cat(out_w).reshape(b, len(zs), x, y).permute(0, 2, 3, 1).to(weights.dtype)
-        return labels, weights
+            parts.append(self.refine_all(_minmax_slices(img2d[part]), prob2d[part], {"slice_pos": pos2d[part] if pos2d is not None else None}))
+        out = []
+        for n in range(len(parts[0])):
+            labels = student_probs.argmax(1)
+            weights = torch.zeros(labels.shape, device=images.device)
+            labels[..., zs] = torch.cat([p[n][0] for p in parts]).reshape(b, len(zs), x, y).permute(0, 2, 3, 1)
+            weights[..., zs] = torch.cat([p[n][1] for p in parts]).reshape(b, len(zs), x, y).permute(0, 2, 3, 1).to(weights.dtype)
+            out.append((labels, weights))
+        return out
+
+    def train_step(self, batch: dict) -> dict:
+        """Optional learning from the labelled part of each stage-2 batch (``image``, ``label``); returns logged values.
+        The default does nothing and returns {}."""
+        return {}
 
     def update(self, images: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, meta: dict | None = None) -> dict:
         """Optional online learning from the student's confident predictions (``labels`` where ``weights`` > 0);

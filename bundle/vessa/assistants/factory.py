@@ -1,4 +1,4 @@
-"""Build the stage-2 assistant named in the config: vessa, sam2_generalist or none."""
+"""Build the stage-2 assistant named in the config: vessa, sam2_generalist, text_vlm or none."""
 
 from __future__ import annotations
 
@@ -6,19 +6,21 @@ from pathlib import Path
 
 from vessa.assistants.base import Assistant
 
-NAMES = ("none", "vessa", "sam2_generalist")
+NAMES = ("none", "vessa", "sam2_generalist", "text_vlm")
 
 
-def build_assistant(name: str, device="cpu", vessa: dict | None = None, sam2_generalist: dict | None = None, slice_stride: int = 1) -> Assistant | None:
+def build_assistant(
+    name: str, device="cpu", vessa: dict | None = None, sam2_generalist: dict | None = None, text_vlm: dict | None = None, slice_stride: int = 1
+) -> Assistant | None:
     """The assistant called ``name`` with its settings (the config's ``assistant_args#<name>``);
     ``slice_stride``: on 3D patches, refine every n-th slice only."""
-    assistant = _build(name, device, vessa, sam2_generalist)
+    assistant = _build(name, device, vessa, sam2_generalist, text_vlm)
     if assistant is not None:
         assistant.slice_stride = int(slice_stride)
     return assistant
 
 
-def _build(name: str, device, vessa: dict | None, sam2_generalist: dict | None) -> Assistant | None:
+def _build(name: str, device, vessa: dict | None, sam2_generalist: dict | None, text_vlm: dict | None) -> Assistant | None:
     if name == "none":
         return None
     if name == "vessa":
@@ -36,4 +38,8 @@ def _build(name: str, device, vessa: dict | None, sam2_generalist: dict | None) 
         from vessa.assistants.sam2_generalist import Sam2Generalist
 
         return Sam2Generalist(device=device, **(sam2_generalist or {}))
+    if name == "text_vlm":
+        from vessa.assistants.text_vlm import TextVLMAssistant
+
+        return TextVLMAssistant(device=device, **(text_vlm or {}))
     raise ValueError(f"unknown assistant '{name}': choose one of {NAMES} (config id 'assistant')")

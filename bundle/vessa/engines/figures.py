@@ -68,12 +68,12 @@ def example_segmentations(predictor: AssistantPredictor, volumes: list[dict], pa
 
 
 def stage2_curves(records: list[dict], out_dir: str | Path) -> list[Path]:
-    """Per setting (data set + labelled split), two panels: validation Dice over iterations of every
+    """Per setting (data set + labelled split + the record's ``tag``), two panels: validation Dice over iterations of every
     run, and pseudo-label Dice on hidden labels (student solid, assistant dashed). One PNG per setting."""
     out_dir = Path(out_dir)
     settings: dict[str, list[dict]] = {}
     for r in records:
-        settings.setdefault(f"{r['dataset']}{r['labeled']}", []).append(r)
+        settings.setdefault(f"{r['dataset']}{r['labeled']}" + (f"_{r['tag']}" if r.get("tag") else ""), []).append(r)
     paths = []
     for name, runs in settings.items():
         fig, (ax_val, ax_pl) = plt.subplots(1, 2, figsize=(11, 3.8))

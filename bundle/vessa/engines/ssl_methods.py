@@ -43,18 +43,26 @@ class SupervisedOnly:
 class MeanTeacher(SupervisedOnly):
     """Mean Teacher (Tarvainen & Valpola; SSL4MIS): an EMA teacher's prediction on noisy unlabelled input is the target.
 
+    With an assistant the teacher's prediction is refined into the assistant's targets; the unlabelled loss
+    is the mean of the losses on each (one for vessa; the merged pseudo-label and the text-guided mask for text_vlm).
+
     Args:
         ema_decay: weight of the old teacher in the EMA (SSL4MIS convention, 0.99).
         noise: std of the Gaussian input noise (clipped to +-2 std).
-        consistency: weight of the unlabelled loss, ramped up over ``rampup_iterations`` (sigmoid).
+        consistency: weight of the unlabelled loss (the MSE to the teacher), ramped up over ``rampup_iterations`` (sigmoid).
+        assistant_consistency: its weight when an assistant gives the targets: a cross-entropy + Dice loss on
+            pseudo-labels, on another scale than the MSE of softmax maps (ramped up the same way).
     """
 
     uses_unlabeled = True
 
-    def __init__(self, ema_decay: float = 0.99, noise: float = 0.1, consistency: float = 0.1, rampup_iterations: int = 200) -> None:
+    def __init__(
+        self, ema_decay: float = 0.99, noise: float = 0.1, consistency: float = 0.1, rampup_iterations: int = 200, assistant_consistency: float = 1.0
+    ) -> None:
         self.ema_decay = ema_decay
         self.noise = noise
         self.consistency = consistency
+        self.assistant_consistency = assistant_consistency
         self.rampup_iterations = rampup_iterations
         self.teacher: torch.nn.Module | None = None
 
@@ -73,13 +81,13 @@ class MeanTeacher(SupervisedOnly):
         with torch.no_grad():
             self.teacher.train()
             t_logits = self.teacher(self._noisy(u))
-        weight = self.consistency * sigmoid_rampup(trainer.state.iteration, self.rampup_iterations)
-        pseudo = trainer.pseudo_labels(u, torch.softmax(t_logits, 1), batch)
-        if pseudo is None:
-            unsup = softmax_mse(logits[len(x) :], t_logits)
-        else:
-            unsup = ce_dice_loss(logits[len(x) :], pseudo[0], pseudo[1])
-        return {"sup": sup, "unsup": weight * unsup}
+        ramp = sigmoid_rampup(trainer.state.iteration, self.rampup_iterations)
+        targets = trainer.pseudo_targets(u, torch.softmax(t_logits, 1), batch)
+        if targets is None:
+            return {"sup": sup, "unsup": self.consistency * ramp * softmax_mse(logits[len(x) :], t_logits)}
+        # DuSSS: the mean of the losses on the merged pseudo-label and on the text-guided mask
+        unsup = sum(ce_dice_loss(logits[len(x) :], labels, weights) for labels, weights in targets) / len(targets)
+        return {"sup": sup, "unsup": self.assistant_consistency * ramp * unsup}
 
     def state_dict(self) -> dict:
         return {"teacher": self.teacher.state_dict()}

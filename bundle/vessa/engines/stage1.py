@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from vessa.engines.prompts import corrective_clicks, simulate_prompts
 from vessa.losses.assistant_loss import AssistantLoss
+from vessa.losses.contrastive import DualContrastiveLoss
 from vessa.networks.assistant import VessaAssistant
 
 
@@ -25,6 +26,10 @@ class Stage1Trainer(Trainer):
         corrective_clicks: probability that a batch also gets one corrective click per class mask, placed on
             the error of a first (no-grad) prediction: the assistant learns to follow an annotator's clicks.
         seed: seed of the prompt simulation.
+        dual_loss: with an assistant built with ``text_alignment``, the DuSSS dual contrastive loss that
+            replaces the cross-entropy alignment term (weighted by the loss function's ``align_weight``):
+            query and template class regions (two views) against ``descriptions``.
+        descriptions: (sentence embeddings (M, text_dim), class index (M,)) of the class descriptions.
         Other arguments as :class:`monai.engines.SupervisedTrainer`.
     """
 
@@ -40,6 +45,8 @@ class Stage1Trainer(Trainer):
         prompt_kwargs: dict | None = None,
         corrective_clicks: float = 0.0,
         seed: int = 0,
+        dual_loss: DualContrastiveLoss | None = None,
+        descriptions: tuple[torch.Tensor, torch.Tensor] | None = None,
         train_handlers: Sequence | None = None,
         key_train_metric: dict | None = None,
         postprocessing: Callable | None = None,
@@ -58,6 +65,10 @@ class Stage1Trainer(Trainer):
         self.optimizer = optimizer
         self.loss_function = loss_function
         self.prompt_kwargs = prompt_kwargs or {}
+        if bool(network.text_aligned) and (dual_loss is None or descriptions is None):
+            raise ValueError("an assistant with text_alignment needs dual_loss and descriptions (config ids 'dual_loss', 'descriptions')")
+        self.dual_loss = dual_loss
+        self.descriptions = descriptions
         self.corrective_clicks = corrective_clicks
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -74,6 +85,15 @@ class Stage1Trainer(Trainer):
             coords, labels = torch.cat([prompts["points"], coords], 2), torch.cat([prompts["point_labels"], labels], 2)
         return {**prompts, "points": coords, "point_labels": labels}
 
+    def _dual_contrastive(self, network: VessaAssistant, out: dict, batch: dict) -> dict[str, torch.Tensor]:
+        """Dual contrastive loss of the query's and the first template's class regions (two views) and the class descriptions."""
+        features, classes = (t.to(out["query_embedding"].device) for t in self.descriptions)
+        (q_mu, q_var, q_cls, _), (t_mu, t_var) = network.region_text_gaussians(out["query_embedding"], batch["label"], features)
+        (r_mu, r_var, r_cls, _), _ = network.region_text_gaussians(out["template_embedding"], batch["template_masks"][:, 0], features)
+        view = torch.cat([torch.zeros_like(q_cls), torch.ones_like(r_cls)])
+        regions = (torch.cat([q_mu, r_mu]), torch.cat([q_var, r_var]), torch.cat([q_cls, r_cls]))
+        return self.dual_loss(regions, (t_mu, t_var, classes), view_of=view)
+
     def _iteration(self, engine: "Stage1Trainer", batchdata: dict[str, torch.Tensor]) -> dict:
         device = engine.state.device
         batch = {k: v.to(device) for k, v in batchdata.items()}
@@ -86,9 +106,13 @@ class Stage1Trainer(Trainer):
         out = engine.network(batch["image"], batch["templates"], batch["template_masks"], **prompts)
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
         align = None
-        if engine.network.has_class_text and engine.loss_function.align_weight > 0:
+        if engine.network.has_class_text and engine.loss_function.align_weight > 0 and not engine.network.text_aligned:
             align = engine.network.alignment_logits(out["query_embedding"], batch["label"], engine.network.class_text)
         terms = engine.loss_function(out, batch["label"], align)
+        if engine.network.text_aligned and engine.loss_function.align_weight > 0:
+            dual = self._dual_contrastive(engine.network, out, batch)
+            terms["loss"] = terms["loss"] + engine.loss_function.align_weight * dual["loss"]
+            terms.update({"align": dual["loss"], **{f"align_{k}": v for k, v in dual.items() if k != "loss"}})
         engine.fire_event(IterationEvents.LOSS_COMPLETED)
         terms["loss"].backward()
         engine.fire_event(IterationEvents.BACKWARD_COMPLETED)

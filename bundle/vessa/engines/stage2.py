@@ -88,22 +88,32 @@ class Stage2Trainer(Trainer):
         ramp = {"constant": 1.0, "rampup": sigmoid_rampup(it, n), "rampdown": sigmoid_rampdown(it, n)}[self.assistant_schedule]
         return self.assistant_weight * ramp
 
-    def pseudo_labels(self, images: torch.Tensor, probs: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The assistant's pseudo-labels and weights for unlabelled ``images`` given the student's ``probs``; None without an assistant."""
+    def pseudo_targets(self, images: torch.Tensor, probs: torch.Tensor, batch: dict) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+        """The assistant's targets (pseudo-labels and weights, the merged pseudo-label first) for unlabelled
+        ``images`` given the student's ``probs``; None without an assistant."""
         if self.assistant is None:
             return None
         meta = {"slice_pos": batch.get("u_pos")}
         self._last_unlabeled = (images, probs, meta)
         if self.pseudo_cache is not None and "u_theta" in batch:
-            labels, weights = self.pseudo_cache.lookup(batch, self.state.iteration, lambda plain, rows: self._refine_plain(plain, rows, batch))
+            targets = [self.pseudo_cache.lookup(batch, self.state.iteration, lambda plain, rows: self._refine_plain(plain, rows, batch))]
         else:
-            labels, weights = self.assistant(images, probs, meta)
-        weights = weights * self.assistant_scale()
-        if self.assistant_fusion == "uncertain":
-            conf, student = probs.max(1)
-            sure = conf >= self.fusion_threshold
-            labels, weights = torch.where(sure, student, labels), torch.where(sure, torch.ones_like(weights), weights)
-        return labels, weights
+            targets = self.assistant.targets(images, probs, meta)
+        scale = self.assistant_scale()
+        out = []
+        for labels, weights in targets:
+            weights = weights * scale
+            if self.assistant_fusion == "uncertain":
+                conf, student = probs.max(1)
+                sure = conf >= self.fusion_threshold
+                labels, weights = torch.where(sure, student, labels), torch.where(sure, torch.ones_like(weights), weights)
+            out.append((labels, weights))
+        return out
+
+    def pseudo_labels(self, images: torch.Tensor, probs: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The assistant's pseudo-labels and weights (the first of :meth:`pseudo_targets`); None without an assistant."""
+        targets = self.pseudo_targets(images, probs, batch)
+        return None if targets is None else targets[0]
 
     @torch.no_grad()
     def _refine_plain(self, plain: torch.Tensor, rows: list[int], batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,6 +138,7 @@ class Stage2Trainer(Trainer):
     def _iteration(self, engine: "Stage2Trainer", batchdata: dict) -> dict:
         batch = {k: (v.to(engine.state.device) if torch.is_tensor(v) else v) for k, v in batchdata.items()}
         engine.network.train()
+        learned = engine.assistant.train_step(batch) if engine.assistant is not None else {}
         engine.optimizer.zero_grad(set_to_none=True)
         terms = engine.method.losses(engine, batch)
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
@@ -140,4 +151,4 @@ class Stage2Trainer(Trainer):
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
         updated = engine.update_assistant()
         engine._last_unlabeled = None
-        return {"loss": loss.detach().item(), **{k: v.detach().item() for k, v in terms.items()}, **updated}
+        return {"loss": loss.detach().item(), **{k: v.detach().item() for k, v in terms.items()}, **learned, **updated}

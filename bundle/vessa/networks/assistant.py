@@ -17,6 +17,7 @@ from torch import nn
 
 from vessa.networks.light_encoder import LightEncoder
 from vessa.networks.matching import cues_from_prior, matching_maps
+from vessa.networks.text_vlm import region_gaussians
 
 NO_OBJECT_LOGIT = -20.0
 
@@ -35,6 +36,10 @@ class VessaAssistant(nn.Module):
         num_points: positive points taken from the prior per class.
         decoder_depth, num_heads, mlp_dim: size of the SAM2 two-way transformer.
         num_multimask_outputs: candidate masks per prompt set.
+        align_dim: width of the image-text alignment space.
+        text_alignment: DuSSS-style alignment: class regions and texts are Gaussians (mean and variance
+            heads) aligned by dual contrastive learning, and the text token is made from the aligned text
+            embedding (learnt from the data) instead of the fixed sentence embedding. Stored in the weights.
     """
 
     def __init__(
@@ -51,6 +56,7 @@ class VessaAssistant(nn.Module):
         mlp_dim: int = 512,
         num_multimask_outputs: int = 3,
         align_dim: int = 64,
+        text_alignment: bool = False,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -86,6 +92,11 @@ class VessaAssistant(nn.Module):
         self.text_token = nn.Linear(text_dim, embed_dim) if text_dim > 0 else None
         self.image_align = nn.Linear(embed_dim, align_dim)
         self.text_align = nn.Linear(text_dim, align_dim) if text_dim > 0 else None
+        # variance heads of the Gaussian embeddings and the token of the aligned text (text_alignment)
+        self.image_align_var = nn.Linear(embed_dim, align_dim)
+        self.text_align_var = nn.Linear(text_dim, align_dim) if text_dim > 0 else None
+        self.aligned_text_token = nn.Linear(align_dim, embed_dim) if text_dim > 0 else None
+        self.register_buffer("text_aligned", torch.tensor(bool(text_alignment) and text_dim > 0))
         self.logit_scale = nn.Parameter(torch.tensor(2.659))  # log(1 / 0.07), as CLIP
         # class text embeddings travel with the weights, so inference needs no text model
         self.register_buffer("class_text", torch.zeros(num_classes, max(text_dim, 1)))
@@ -98,6 +109,12 @@ class VessaAssistant(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         self.has_class_text = bool(state_dict.get(prefix + "class_text", torch.zeros(1)).abs().sum() > 0)
+        # checkpoints from before text alignment existed: keep the fresh heads, alignment off
+        for name in ("image_align_var", "text_align_var", "aligned_text_token"):
+            module = getattr(self, name)
+            if module is not None and prefix + name + ".weight" not in state_dict:
+                state_dict.update({f"{prefix}{name}.{k}": v for k, v in module.state_dict().items()})
+        state_dict.setdefault(prefix + "text_aligned", torch.tensor(False))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
@@ -168,7 +185,8 @@ class VessaAssistant(nn.Module):
         sparse, _ = self.prompt_encoder(points=(coords.flatten(0, 1), labels.flatten(0, 1)), boxes=None, masks=None)
         extra = [self.proto_token(maps["fg_proto"]).flatten(0, 1).unsqueeze(1)]
         if self.text_token is not None and text_embeddings is not None:
-            extra.append(self.text_token(text_embeddings).unsqueeze(0).expand(b, -1, -1).flatten(0, 1).unsqueeze(1))
+            token = self.aligned_text_token(self.text_align(text_embeddings)) if self.text_aligned else self.text_token(text_embeddings)
+            extra.append(token.unsqueeze(0).expand(b, -1, -1).flatten(0, 1).unsqueeze(1))
         sparse = torch.cat([sparse] + extra, dim=1)
 
         # dense prompt: coarse mask (or "no mask") plus the embedded prior maps
@@ -208,6 +226,7 @@ class VessaAssistant(nn.Module):
             "best": best,
             "prior": F.interpolate(prior_logits, size=query.shape[-2:], mode="bilinear", align_corners=False),
             "query_embedding": q_emb,
+            "template_embedding": t_emb[:, 0],
         }
 
     def alignment_logits(self, embedding: torch.Tensor, masks: torch.Tensor, text_embeddings: torch.Tensor) -> torch.Tensor:
@@ -226,6 +245,22 @@ class VessaAssistant(nn.Module):
         img = F.normalize(self.image_align(region), dim=-1)
         txt = F.normalize(self.text_align(text_embeddings), dim=-1)
         return self.logit_scale.exp().clamp(max=100) * img @ txt.t()
+
+
+    def region_text_gaussians(
+        self, embeddings: torch.Tensor, masks: torch.Tensor, text_embeddings: torch.Tensor
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """Gaussian embeddings in the alignment space of the class regions and of texts (text_alignment).
+
+        embeddings (B, D, h, w); masks (B, K, S, S); text_embeddings (M, text_dim). Returns the regions'
+        (mean, variance, class, image index) of every present class and the texts' (mean, variance).
+        """
+        if self.text_align is None:
+            raise ValueError("the assistant was built with text_dim=0: no image-text alignment")
+        mu = self.image_align(embeddings.movedim(1, -1)).movedim(-1, 1)
+        var = F.softplus(self.image_align_var(embeddings.movedim(1, -1))).movedim(-1, 1)
+        regions = region_gaussians(mu, var, masks)
+        return regions, (self.text_align(text_embeddings), F.softplus(self.text_align_var(text_embeddings)))
 
 
 def merge_classes(best_logits: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from vessa.errors import CheckpointError
 
-__all__ = ["default_text_model_path", "TextEncoder", "class_prompts"]
+__all__ = ["default_text_model_path", "TextEncoder", "class_prompts", "class_text_embeddings"]
 
 _FIX = (
     "Pass model_path= a local folder holding config.json plus the tokenizer files "
@@ -138,3 +138,11 @@ def class_prompts(label_names: dict[int, str], template: str = "a medical image 
         for value, name in sorted(label_names.items(), key=lambda kv: int(kv[0]))
         if int(value) != 0 and str(name).lower() != "background"
     ]
+
+
+def class_text_embeddings(encoder: TextEncoder, label_names: dict[int, str], descriptions: list[list[str]] | None = None) -> torch.Tensor:
+    """(K, dim) class text embeddings: the normalised mean of each class's ``descriptions`` when given,
+    else the embedding of its :func:`class_prompts` sentence."""
+    if descriptions is None:
+        return encoder.encode_cached(class_prompts(label_names))
+    return F.normalize(torch.stack([encoder.encode_cached(texts).mean(0) for texts in descriptions]), dim=-1)

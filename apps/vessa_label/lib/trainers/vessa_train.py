@@ -65,7 +65,7 @@ class VessaTrainTask(BundleTrainTask):
         stage: "stage1" (the assistant) or "stage2" (the student with the assistant in the loop).
         config_files: the bundle configs of the stage (stage 2 in 3D: ``stage2.json`` and ``stage2_3d.json``).
         work_dir: where the datastore's data list and the training logs go.
-        text_model: local folder of the text model for the class prompts (stage 1), None for the default.
+        text_model: local folder of the text model for the class prompts (stage 1, the text_vlm assistant), None for the default.
     """
 
     def __init__(self, served: ServedModels, stage: str, config_files: Sequence[str], work_dir: str | Path, text_model: str | None = None) -> None:
@@ -86,8 +86,10 @@ class VessaTrainTask(BundleTrainTask):
 
     def config(self) -> dict:
         options = {"device": device_list(), "iterations": 300, "pretrained": True}
+        if self.stage == "stage1":
+            options["text_alignment"] = False
         if self.stage == "stage2":
-            options.update({"method": ["unimatch", "mean_teacher", "supervised"], "assistant": ["vessa", "none"], "stage1_iterations": 300})
+            options.update({"method": ["unimatch", "mean_teacher", "supervised"], "assistant": ["vessa", "text_vlm", "none"], "stage1_iterations": 300})
         return options
 
     def __call__(self, request: dict, datastore: Datastore) -> dict:
@@ -123,8 +125,10 @@ class VessaTrainTask(BundleTrainTask):
             }
         )
         weights = ckpt_dir / ("assistant.pt" if self.stage == "stage1" else "model.pt")
-        if self.stage == "stage1" and self.text_model:
+        if self.text_model:
             overrides["text_model_path"] = self.text_model
+        if self.stage == "stage1":
+            overrides["text_alignment"] = bool(request.get("text_alignment", False))
         if self.stage == "stage2":
             overrides.update(
                 {
