@@ -92,10 +92,12 @@ class VessaAssistant(nn.Module):
         self.text_token = nn.Linear(text_dim, embed_dim) if text_dim > 0 else None
         self.image_align = nn.Linear(embed_dim, align_dim)
         self.text_align = nn.Linear(text_dim, align_dim) if text_dim > 0 else None
-        # variance heads of the Gaussian embeddings and the token of the aligned text (text_alignment)
-        self.image_align_var = nn.Linear(embed_dim, align_dim)
-        self.text_align_var = nn.Linear(text_dim, align_dim) if text_dim > 0 else None
-        self.aligned_text_token = nn.Linear(align_dim, embed_dim) if text_dim > 0 else None
+        # variance heads of the Gaussian embeddings and the token of the aligned text (text_alignment); drawn
+        # from a forked random stream so that runs without text alignment train as they did before these heads
+        with torch.random.fork_rng(devices=[]):
+            self.image_align_var = nn.Linear(embed_dim, align_dim)
+            self.text_align_var = nn.Linear(text_dim, align_dim) if text_dim > 0 else None
+            self.aligned_text_token = nn.Linear(align_dim, embed_dim) if text_dim > 0 else None
         self.register_buffer("text_aligned", torch.tensor(bool(text_alignment) and text_dim > 0))
         self.logit_scale = nn.Parameter(torch.tensor(2.659))  # log(1 / 0.07), as CLIP
         # class text embeddings travel with the weights, so inference needs no text model
