@@ -89,6 +89,11 @@ def labeled_arg(labeled: str):
         return labeled
 
 
+def labeled_name(labeled: str) -> str:
+    """How the table names a labelled split: the split key, or a ratio as a percentage of the training cases."""
+    return f"{100 * float(labeled):.0f} %" if "." in labeled else labeled
+
+
 def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
@@ -231,7 +236,7 @@ def report(tag: str = "") -> str:
         variant = names.get(r.get("variant", ""), r.get("variant", ""))
         note = " (smoke, random SAM2)" if r["smoke"] else (f" ({variant})" if variant else "")
         rows.append(
-            f"| {r['dataset'].upper()} | {r['labeled']} | {r['method']} | {r['assistant']}{note} | {100 * t['mean']['dice']:.1f} | {100 * t['mean']['jaccard']:.1f} | "
+            f"| {r['dataset'].upper()} | {labeled_name(r['labeled'])} | {r['method']} | {r['assistant']}{note} | {100 * t['mean']['dice']:.1f} | {100 * t['mean']['jaccard']:.1f} | "
             f"{t['mean']['hd95']:.1f} | {t['mean']['asd']:.1f} | {per_class} | {r['iterations']} | {r['train_seconds'] / 60:.1f} min | {r['seconds_per_iteration']:.2f} | {r['peak_rss_mb'] / 1024:.2f} GB |"
         )
     stage2_curves([r for r in records() if not r["smoke"]], OUT)
