@@ -83,9 +83,9 @@ class TextVLMAssistant(Assistant):
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=learning_rate)
         self.generator = torch.Generator().manual_seed(seed)
 
-    def class_embeddings(self) -> torch.Tensor:
-        """(K, D) class text embeddings: the mean of each class's description means."""
-        mu, _ = self.model.texts(self.text_features)
+    def class_embeddings(self, text_mu: torch.Tensor | None = None) -> torch.Tensor:
+        """(K, D) class text embeddings: the mean of each class's description means (``text_mu``, computed when not given)."""
+        mu = text_mu if text_mu is not None else self.model.texts(self.text_features)[0]
         return torch.stack([mu[self.text_class == k].mean(0) for k in range(self.num_classes)])
 
     def _labelled_2d(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,10 +102,9 @@ class TextVLMAssistant(Assistant):
         target = F.one_hot(labels.long(), self.num_classes + 1).movedim(-1, 1)[:, 1:].float()
         views = torch.cat([images, _views(images, self.generator)])
         p_mu, p_var = self.model.pixels(views)
-        class_mu = self.class_embeddings()
-        mask = text_mask_loss(self.model.mask_logits(p_mu, class_mu), torch.cat([target, target]))
-        r_mu, r_var, r_cls, r_img = region_gaussians(p_mu, p_var, torch.cat([target, target]))
         t_mu, t_var = self.model.texts(self.text_features)
+        mask = text_mask_loss(self.model.mask_logits(p_mu, self.class_embeddings(t_mu)), torch.cat([target, target]))
+        r_mu, r_var, r_cls, r_img = region_gaussians(p_mu, p_var, torch.cat([target, target]))
         dual = self.contrastive((r_mu, r_var, r_cls), (t_mu, t_var, self.text_class), view_of=(r_img >= len(images)).long())
         loss = self.mask_weight * mask + self.contrastive_weight * dual["loss"]
         return {"loss": loss, "mask": mask, **{k: v for k, v in dual.items() if k != "loss"}}
