@@ -100,15 +100,12 @@ class Stage2Trainer(Trainer):
         else:
             targets = self.assistant.targets(images, probs, meta)
         scale = self.assistant_scale()
-        out = []
-        for labels, weights in targets:
-            weights = weights * scale
-            if self.assistant_fusion == "uncertain":
-                conf, student = probs.max(1)
-                sure = conf >= self.fusion_threshold
-                labels, weights = torch.where(sure, student, labels), torch.where(sure, torch.ones_like(weights), weights)
-            out.append((labels, weights))
-        return out
+        targets = [(labels, weights * scale) for labels, weights in targets]
+        if self.assistant_fusion == "uncertain":
+            conf, student = probs.max(1)
+            sure = conf >= self.fusion_threshold
+            targets = [(torch.where(sure, student, labels), torch.where(sure, torch.ones_like(weights), weights)) for labels, weights in targets]
+        return targets
 
     def pseudo_labels(self, images: torch.Tensor, probs: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The assistant's pseudo-labels and weights (the first of :meth:`pseudo_targets`); None without an assistant."""
