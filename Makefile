@@ -34,4 +34,4 @@ pacs: $(STAMP)
 	@$(PY) -c "import sys; sys.path.insert(0, 'tests'); import pacs; r = pacs.ensure_orthanc(); print('PACS tests: ' + (r or 'Orthanc ready'))"
 
 clean:
-	rm -rf runs sample_data models/*.pt eval
+	rm -rf runs sample_data eval models/*/ models/*.pt

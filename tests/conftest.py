@@ -19,11 +19,14 @@ def stage1_workflow(bundle_root: Path, run_id: str = "training", **overrides) ->
     return wf
 
 
+DEMO_STAGE1 = {"iterations": 300, "image_size": 64, "epoch_length": 50, "val_interval": 2}  # as `make demo` trains it (vessa.cli)
+
+
 @pytest.fixture(scope="session")
 def trained_stage1(tmp_path_factory):
     """One stage-1 run as `make demo` trains it (shared by the tests that need a trained assistant); records the loss of every iteration."""
     root = tmp_path_factory.mktemp("stage1")
-    wf = stage1_workflow(root, iterations=600, epoch_length=50, val_interval=4)
+    wf = stage1_workflow(root, **DEMO_STAGE1)
     trainer = wf.parser.get_parsed_content("train#trainer")
     losses: list[float] = []
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda engine: losses.append(engine.state.output["loss"]))
@@ -42,7 +45,7 @@ def served_checkpoints(trained_stage1, tmp_path_factory):
     ckpt = tmp_path_factory.mktemp("served") / "models"
     ckpt.mkdir()
     for name in ("assistant.pt", "bank.pt"):
-        shutil.copy(root / "models" / name, ckpt / name)
+        shutil.copy(root / "models" / "sample_2d" / name, ckpt / name)
     wf = ConfigWorkflow(
         config_file=str(CONFIGS / "stage2.json"), workflow_type="train", run_id="training", bundle_root=str(root), ckpt_dir=str(ckpt),
         run_dir=str(ckpt.parent / "stage2_run"), method="supervised", assistant="none", iterations=150, epoch_length=50, val_interval=3,

@@ -22,7 +22,7 @@ def test_evaluate_reports_dice_jaccard_hd95_asd_per_class_and_mean(tmp_path, cap
     train.initialize()
     train.run()
     _evaluate(tmp_path, patch_size=64).run()
-    report = json.loads((tmp_path / "eval" / "student_test.json").read_text())
+    report = json.loads((tmp_path / "eval" / "sample_2d" / "student_test.json").read_text())
     assert len(report["per_case"]) == 8  # the sample data's test split
     assert set(report["summary"]["classes"]) == {"cavity", "wall", "crescent"}
     assert set(report["summary"]["mean"]) >= {"dice", "jaccard", "hd95", "asd"}

@@ -41,7 +41,7 @@ def app_data(trained_stage1, served_checkpoints, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("label_app")
     dataset = root / "sample_data" / "2d"
     entries = {Path(e["image"]).name.split(".")[0]: e for e in json.loads((dataset / "dataset.json").read_text())["training"]}
-    split = json.loads((root / "runs" / "stage1" / "split.json").read_text())
+    split = json.loads((root / "runs" / "sample_2d" / "stage1" / "split.json").read_text())
     studies = tmp / "studies"
     (studies / "labels" / "final").mkdir(parents=True)
     unlabeled = split["unlabeled"][:6]
@@ -144,6 +144,39 @@ def test_missing_checkpoint_and_unreadable_image_name_the_fix(tmp_path):
     bad.write_bytes(b"not a nifti")
     with pytest.raises(DataError, match="Cannot read"):
         read_image(bad)
+
+
+def test_served_checkpoints_made_for_other_classes_are_refused_with_a_message(served_checkpoints, tmp_path):
+    from fastapi import HTTPException
+
+    from main import VessaLabelApp
+
+    other = {0: "background", 1: "rv", 2: "myo", 3: "lv"}  # as many classes as the sample data, other names
+    student_only = tmp_path / "student_only"
+    student_only.mkdir()
+    shutil.copy(served_checkpoints / "model.pt", student_only / "model.pt")
+    with pytest.raises(CheckpointError, match="labels cavity, wall, crescent there, rv, myo, lv here"):
+        ServedModels(REPO, student_only, device="cpu", labels=other).student()
+
+    relabelled = Path(shutil.copytree(served_checkpoints, tmp_path / "relabelled"))
+    bank = TemplateBank.load(relabelled / "bank.pt")
+    bank.labels = other
+    bank.save(relabelled / "bank.pt")
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    shutil.copy(_sample_png(tmp_path), studies / "case.png")
+    app = VessaLabelApp(str(APP), str(studies), {"ckpt_dir": str(relabelled), "work_dir": str(tmp_path / "work"), "device": "cpu", "models": "vessa_assistant"})
+    with pytest.raises(HTTPException) as err:
+        app.infer({"model": "vessa_assistant", "image": "case"})
+    assert err.value.status_code == 422
+    assert "assistant.pt was made for something else (labels cavity, wall, crescent there, rv, myo, lv here)" in err.value.detail
+
+
+def _sample_png(tmp_path: Path) -> Path:
+    from vessa.data.sample_data import generate_sample_dataset
+
+    generate_sample_dataset(tmp_path / "png", num_train=1, num_val=0, num_test=1, size=64)
+    return next((tmp_path / "png" / "imagesTs").glob("*.png"))
 
 
 def test_model_outputs_are_never_saved_as_final(client, app_data):

@@ -1,6 +1,7 @@
 """Stage 2 as a MONAI bundle: every method and assistant trains and checkpoints, resume, stage 1 on demand."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,9 +22,9 @@ def stage2_workflow(bundle_root, **overrides) -> ConfigWorkflow:
 
 def _with_stage1(root, trained_stage1):
     """Give ``root`` the trained assistant of the shared stage-1 run (same sample data, same split)."""
-    (root / "models").mkdir(parents=True, exist_ok=True)
+    (root / "models" / "sample_2d").mkdir(parents=True, exist_ok=True)
     for name in ("assistant.pt", "bank.pt"):
-        shutil.copy(trained_stage1["root"] / "models" / name, root / "models" / name)
+        shutil.copy(trained_stage1["root"] / "models" / "sample_2d" / name, root / "models" / "sample_2d" / name)
 
 
 @pytest.mark.parametrize(
@@ -38,8 +39,8 @@ def test_each_method_and_assistant_trains_and_checkpoints(tmp_path, trained_stag
     trainer = wf.parser.get_parsed_content("train#trainer")
     assert trainer.state.iteration == 4
     assert ("unsup" in trainer.state.output) == (method != "supervised")
-    assert (tmp_path / "models" / "model.pt").is_file()
-    saved = torch.load(tmp_path / "runs" / "stage2" / "latest.pt", weights_only=False)
+    assert (tmp_path / "models" / "sample_2d" / "model.pt").is_file()
+    saved = torch.load(tmp_path / "runs" / "sample_2d" / "stage2" / "latest.pt", weights_only=False)
     assert set(saved) >= {"model", "optimizer", "trainer", "method"}
     if assistant == "text_vlm":  # it learns during stage 2: its weights and optimiser are checkpointed for resuming
         assert "vlm_loss" in trainer.state.output and set(saved["assistant"]) == {"model", "optimizer"}
@@ -66,7 +67,7 @@ def test_sam2_generalist_without_a_checkpoint_says_which_setting_to_fill(tmp_pat
 def test_stage2_trains_the_assistant_first_when_there_is_none(tmp_path, capfd):
     wf = stage2_workflow(tmp_path, method="unimatch", assistant="vessa", stage1_iterations=2)
     assert "training one first on the same labelled split" in capfd.readouterr().out
-    assert (tmp_path / "models" / "assistant.pt").is_file()
+    assert (tmp_path / "models" / "sample_2d" / "assistant.pt").is_file()
     wf.run()
 
 
@@ -90,9 +91,8 @@ def _test_dice(wf) -> float:
     from vessa.engines.evaluator import one_hot
     from vessa.engines.student_eval import predict_volume_slicewise
 
-    root = wf.parser.get_parsed_content("bundle_root")
     net = wf.parser.get_parsed_content("network")
-    net.load_state_dict(torch.load(f"{root}/models/model.pt", weights_only=True))
+    net.load_state_dict(torch.load(Path(wf.parser.get_parsed_content("ckpt_dir")) / "model.pt", weights_only=True))
     datalist = wf.parser.get_parsed_content("data")["datalist"]
     scores = []
     for vol in group_volumes(load_slices(datalist.test, datalist.label_values, normalize="volume")):
@@ -113,6 +113,7 @@ def supervised_dice(tmp_path_factory) -> float:
     return _test_dice(supervised)
 
 
+@pytest.mark.slow
 def test_unimatch_with_the_vessa_assistant_beats_supervised_only(tmp_path, trained_stage1, supervised_dice):
     _with_stage1(tmp_path / "vessa", trained_stage1)
     assisted = stage2_workflow(tmp_path / "vessa", method="unimatch", assistant="vessa", **BUDGET)
@@ -151,17 +152,22 @@ def test_pseudo_label_diagnostics_compare_student_and_assistant(tmp_path, traine
     assert all(0.0 <= float(r[k]) <= 1.0 for r in rows for k in ("student_dice", "assistant_dice"))
 
 
+def _tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of a model's weights and buffers (its state dict without the made-for record)."""
+    return {k: v.clone() for k, v in model.state_dict().items() if torch.is_tensor(v)}
+
+
 def test_dynamic_interaction_fine_tunes_the_assistant_on_confident_student_output(tmp_path, trained_stage1):
     _with_stage1(tmp_path, trained_stage1)
     wf = stage2_workflow(tmp_path, method="unimatch", assistant="vessa", assistant_update_every=1)
     labeler = wf.parser.get_parsed_content("assistant_model")
     labeler.update_coverage = 0.0  # this short run's student is not confident yet: learn from every image
-    before = {k: v.clone() for k, v in labeler.model.state_dict().items()}
+    before = _tensors(labeler.model)
     wf.run()
     trainer = wf.parser.get_parsed_content("train#trainer")
     assert trainer.state.output["assistant_update_images"] > 0
-    assert any(not torch.equal(before[k], v) for k, v in labeler.model.state_dict().items())
-    saved = torch.load(tmp_path / "runs" / "stage2" / "latest.pt", weights_only=False)
+    assert any(not torch.equal(before[k], v) for k, v in _tensors(labeler.model).items())
+    saved = torch.load(tmp_path / "runs" / "sample_2d" / "stage2" / "latest.pt", weights_only=False)
     assert torch.equal(saved["assistant"]["model"]["mask_decoder.iou_token.weight"], labeler.model.state_dict()["mask_decoder.iou_token.weight"])
 
 
@@ -169,9 +175,9 @@ def test_without_dynamic_interaction_the_assistant_stays_frozen(tmp_path, traine
     _with_stage1(tmp_path, trained_stage1)
     wf = stage2_workflow(tmp_path, method="unimatch", assistant="vessa")
     labeler = wf.parser.get_parsed_content("assistant_model")
-    before = {k: v.clone() for k, v in labeler.model.state_dict().items()}
+    before = _tensors(labeler.model)
     wf.run()
-    assert all(torch.equal(before[k], v) for k, v in labeler.model.state_dict().items())
+    assert all(torch.equal(before[k], v) for k, v in _tensors(labeler.model).items())
 
 
 def test_cached_pseudo_labels_are_refined_once_per_image_until_refreshed(tmp_path, trained_stage1):

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -84,7 +85,7 @@ def test_3d_student_trains_with_each_method_and_checkpoints(tmp_path, sample_3d,
     diag.attach(trainer)
     wf.run()
     assert trainer.state.iteration == 2 and "unsup" in trainer.state.output
-    assert (tmp_path / "models" / "model.pt").is_file()
+    assert (Path(wf.parser.get_parsed_content("ckpt_dir")) / "model.pt").is_file()
     (row,) = list(csv.DictReader(open(tmp_path / "diag.csv")))
     assert ("assistant_dice" in row) == (assistant != "none")
     assert ("vlm_loss" in trainer.state.output) == (assistant == "text_vlm")
@@ -102,8 +103,9 @@ def test_without_a_validation_list_the_final_checkpoint_is_kept(tmp_path, sample
     out = capfd.readouterr().out
     assert "no 'validation' list" in out and "saved the final weights" in out
     net = wf.parser.get_parsed_content("network")
-    saved = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
-    assert all(torch.equal(saved[k], v) for k, v in net.state_dict().items())
+    saved = torch.load(Path(wf.parser.get_parsed_content("ckpt_dir")) / "model.pt", weights_only=True)
+    assert all(torch.equal(saved[k], v) for k, v in net.state_dict().items() if torch.is_tensor(v))
+    assert saved["_extra_state"]["made_for"]["spatial_dims"] == 3
 
 
 def test_an_ssl_method_without_unlabelled_cases_says_what_to_change(tmp_path, sample_3d):

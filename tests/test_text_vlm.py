@@ -92,7 +92,7 @@ def test_vessa_stage1_with_text_alignment_trains_with_the_dual_contrastive_loss(
     wf.run()
     out = wf.parser.get_parsed_content("train#trainer").state.output
     assert {"align_cross", "align_image", "align_text"} <= set(out)
-    saved = torch.load(tmp_path / "models" / "assistant.pt", weights_only=True)
+    saved = torch.load(tmp_path / "models" / "sample_2d" / "assistant.pt", weights_only=True)
     assert bool(saved["text_aligned"])
     # the class text is the mean of each class's descriptions, not the one generic sentence
     encoder = wf.parser.get_parsed_content("text_encoder")

@@ -4,8 +4,9 @@
     monailabel start_server --app apps/vessa_label --studies <images folder or DICOMweb URL> [--conf key value ...]
 
 Conf keys (all optional): ``bundle_root`` (the VESSA bundle, default: this repository), ``ckpt_dir`` (the
-checkpoints served and written by training: model.pt, assistant.pt, bank.pt; default <bundle_root>/models),
-``work_dir`` (training data lists and logs), ``device`` (cpu / cuda), ``models`` (``all`` or a comma list of
+checkpoints served and written by training: model.pt, assistant.pt, bank.pt; default
+<bundle_root>/models/label_<studies name>, one folder per datastore), ``work_dir`` (training data lists and logs;
+default <bundle_root>/runs/label_<studies name>), ``device`` (cpu / cuda), ``models`` (``all`` or a comma list of
 vessa_student, vessa_assistant, vessa_interactive, sam_2d), ``student_configs`` (comma list; a 3D student:
 ``stage2.json,stage2_3d.json``), ``student_overrides`` (JSON of config ids the student was trained with,
 e.g. ``{"student_features": [8, 16, 32, 64, 128]}``), ``propagate`` (slices each way an interactive mask is propagated),
@@ -37,7 +38,7 @@ from lib.infers.assistant import AssistantSegmentation
 from lib.infers.interactive import InteractiveSegmentation
 from lib.infers.student import StudentSegmentation
 from lib.scoring.disagreement import DisagreementScoring
-from lib.served import ServedModels
+from lib.served import ServedModels, datastore_name
 from lib.template_bank_sync import add_approved_label
 from lib.trainers.vessa_train import VessaTrainTask
 from vessa.errors import VessaError
@@ -58,16 +59,17 @@ class VessaLabelApp(MONAILabelApp):
         labels = {int(v): k for k, v in json.loads(conf["labels"]).items()} if conf.get("labels") else None
         if labels is not None:
             labels[0] = "background"
+        name = f"label_{datastore_name(studies)}"
         self.served = ServedModels(
             bundle_root,
-            conf.get("ckpt_dir", bundle_root / "models"),
+            conf.get("ckpt_dir", bundle_root / "models" / name),
             [c.strip() for c in conf.get("student_configs", "stage2.json").split(",")],
             device,
             labels,
             int(conf.get("num_templates", 5)),
             json.loads(conf.get("student_overrides", "{}")),
         )
-        self.work_dir = Path(conf.get("work_dir", bundle_root / "runs" / "monailabel"))
+        self.work_dir = Path(conf.get("work_dir", bundle_root / "runs" / name))
         wanted = conf.get("models", "all")
         self.wanted = list(INFERS) if wanted == "all" else [m.strip() for m in wanted.split(",") if m.strip()]
         unknown = [m for m in self.wanted if m not in INFERS]

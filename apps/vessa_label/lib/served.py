@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections import OrderedDict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
+from urllib.parse import urlparse
 
 import torch
 from monai.bundle import ConfigParser
 
 from vessa.data.template_bank import TemplateBank
 from vessa.engines.assistant_inference import AssistantPredictor, load_assistant
-from vessa.engines.checkpoints import load_weights
+from vessa.engines.checkpoints import labels_record, load_weights
 from vessa.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -26,6 +28,17 @@ def metadata_labels(bundle_root: str | Path) -> dict[int, str]:
     meta = json.loads((Path(bundle_root) / "configs" / "metadata.json").read_text())
     channel_def = next(iter(meta["network_data_format"]["outputs"].values()))["channel_def"]
     return {0: "background", **{int(k) + 1: str(v) for k, v in channel_def.items()}}
+
+
+def datastore_name(studies: str | Path) -> str:
+    """A folder name for a datastore's default checkpoints: the studies folder's name, or a DICOMweb URL's host and path."""
+    text = str(studies)
+    if "://" in text:
+        url = urlparse(text)
+        text = f"{url.netloc}{url.path}"
+    else:
+        text = Path(text).expanduser().resolve().name
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "studies"
 
 
 def _mtime(path: Path, what: str, how: str) -> float:
@@ -47,6 +60,7 @@ class ServedModels:
     """
 
     TRAIN_HINT = "train it from the app (POST /train/{name}) or with the bundle's commands (README), or set --conf ckpt_dir"
+    MISMATCH_FIX = "train it again from the app (POST /train/vessa_stage2) or set --conf ckpt_dir to the checkpoints made for this datastore's labels"
 
     def __init__(
         self,
@@ -117,7 +131,8 @@ class ServedModels:
             parser["network_def"]["in_channels"] = int(self.bank().images[0].shape[0]) if self.paths["bank"].is_file() else 1
             parser["network_def"]["out_channels"] = len(self.labels())
             network = parser.get_parsed_content("network_def").to(self.device)
-            return load_weights(network, path, self.device).eval()
+            expected = labels_record(self.labels(), parser["network_def"]["in_channels"])
+            return load_weights(network, path, self.device, expected=expected, fix=self.MISMATCH_FIX).eval()
 
         return self._get("student", build)
 

@@ -30,7 +30,7 @@ def _build(name: str, device, vessa: dict | None, sam2_generalist: dict | None, 
 
         args = dict(vessa or {})
         bank = TemplateBank.load(Path(args["bank_path"]))
-        model = load_assistant(args["assistant_path"], bank, args.get("embed_dim", 128), device)
+        model = load_assistant(args["assistant_path"], bank, device)
         return VessaPseudoLabeler(
             model, bank, args.get("num_templates", 1), args.get("use_box", True), args.get("update_lr", 0.0), args.get("update_coverage", 0.9)
         )

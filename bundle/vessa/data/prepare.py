@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from vessa.data.datalist import load_datalist
@@ -13,6 +14,14 @@ from vessa.data.semi_volumes import load_volumes
 from vessa.data.volumes import group_volumes
 
 logger = logging.getLogger(__name__)
+
+
+def dataset_name(dataset_dir: str | Path, sample_kind: str | None = None) -> str:
+    """The name of a data set's default output folders (``models/<name>``, ``runs/<name>/...``): ``sample_<kind>``
+    for the built-in sample data, else the data set folder's own name."""
+    if sample_kind:
+        return f"sample_{sample_kind}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(dataset_dir).expanduser().resolve().name) or "dataset"
 
 
 def ensure_dataset(dataset_dir: str | Path, sample_kind: str | None = None) -> Path:

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from vessa.data.template_bank import TemplateBank, resize_image, resize_label
+from vessa.errors import CheckpointError
 from vessa.networks.assistant import VessaAssistant, merge_classes
 
 
@@ -113,16 +114,30 @@ class AssistantPredictor:
                 preds.append(self.predict(image, pos, coarse_label=coarse_labels[i] if coarse_labels is not None else None)["label"])
         return preds[0] if len(preds) == 1 and np.ndim(volume.get("label", np.zeros((1, 1)))) == 2 else torch.stack(preds, dim=-1)
 
-def load_assistant(checkpoint: str | Path, bank: TemplateBank, embed_dim: int = 128, device: str | torch.device = "cpu") -> VessaAssistant:
-    """Build the assistant that fits ``bank`` and load a stage-1 checkpoint into it."""
-    from vessa.engines.inference import checkpoint_text_dim
+ASSISTANT_FIX = "train an assistant for these labels (stage 1 with its own --ckpt_dir, or stage 2 with a new --assistant_dir) or point at the assistant.pt that belongs to this bank.pt"
 
+
+def bank_record(bank: TemplateBank) -> dict:
+    """What an assistant must have been made for to be used with ``bank``: its labels and input channels."""
+    from vessa.engines.checkpoints import labels_record
+
+    return labels_record(bank.labels, int(bank.images[0].shape[0]))
+
+
+def load_assistant(checkpoint: str | Path, bank: TemplateBank, device: str | torch.device = "cpu") -> VessaAssistant:
+    """Build the assistant that fits ``bank`` and its stage-1 checkpoint (width and text size as saved) and load
+    it; one trained for other labels or channels than the bank's is refused (:class:`vessa.errors.CheckpointError`)."""
+    from vessa.engines.checkpoints import load_weights, read_weights, weights_record
+
+    how = "train stage 1 first (python -m monai.bundle run training --config_file configs/stage1.json) or set 'assistant_path' / --ckpt_dir."
+    state = read_weights(checkpoint, "assistant checkpoint", how)
+    if "class_text" not in state:
+        raise CheckpointError(f"{checkpoint} is not an assistant checkpoint (no 'class_text' entry); point 'assistant_path' at the assistant.pt that stage 1 wrote.")
     model = VessaAssistant(
         num_classes=len(bank.foreground),
         in_channels=int(bank.images[0].shape[0]),
         image_size=bank.image_size,
-        embed_dim=embed_dim,
-        text_dim=checkpoint_text_dim(checkpoint),
+        embed_dim=int((weights_record(state) or {}).get("embed_dim", 128)),
+        text_dim=int(state["class_text"].shape[-1]),
     )
-    model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
-    return model.to(device).eval()
+    return load_weights(model, checkpoint, device, expected=bank_record(bank), fix=ASSISTANT_FIX, state=state).eval()

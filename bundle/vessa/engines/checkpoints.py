@@ -1,4 +1,5 @@
-"""Resumable training: the whole training state written atomically, and picked up again at start."""
+"""Resumable training: the whole training state written atomically, and picked up again at start; and the
+records of what a run and its weights were made for, checked before any of them is used again."""
 
 from __future__ import annotations
 
@@ -16,18 +17,86 @@ from vessa.errors import CheckpointError
 logger = logging.getLogger(__name__)
 
 
+def _plain(value):
+    """JSON-like copy (tuples as lists, keys as strings): records compare equal after a save and a load."""
+    return json.loads(json.dumps(value))
+
+
+def input_channels(data: dict) -> int:
+    """Image channels of a :func:`vessa.data.prepare.prepare_data` / ``prepare_volumes`` result."""
+    first = (data.get("labeled_slices") or data.get("labeled_volumes"))[0]
+    return int(first["image"].shape[0])
+
+
+def labels_record(labels: dict[int, str], in_channels: int | None = None) -> dict:
+    """The part of a record a weights file is checked against when it is used: label names (and input channels)."""
+    record = {"labels": {str(k): v for k, v in sorted(labels.items())}}
+    if in_channels is not None:
+        record["in_channels"] = int(in_channels)
+    return record
+
+
+def made_for(data: dict, **settings) -> dict:
+    """The record of what a run (and the weights it writes) is made for: the data set folder, its label names,
+    the input channels, the labelled split and ``settings`` (those that shape the networks, the method ...)."""
+    record = {"dataset": str(data["datalist"].dataset_dir), **labels_record(data["labels"], input_channels(data)), "labeled": data["split"].labeled_ids, **settings}
+    return _plain(record)
+
+
+def _describe(key: str, value) -> str:
+    if key == "labels" and isinstance(value, dict):
+        return ", ".join(v for k, v in value.items() if str(k) != "0") or "none"
+    if key == "labeled" and isinstance(value, list):
+        return f"{len(value)} cases ({', '.join(value[:3])}{', ...' if len(value) > 3 else ''})"
+    return str(value)
+
+
+def record_differences(found: dict | None, expected: dict) -> list[str]:
+    """``key: <found> there, <expected> here`` for each key of ``expected`` that ``found`` holds with another value."""
+    found, expected = _plain(found or {}), _plain(expected)
+    return [f"{key} {_describe(key, found[key])} there, {_describe(key, value)} here" for key, value in expected.items() if key in found and found[key] != value]
+
+
+def check_made_for(found: dict | None, expected: dict, what: str, fix: str) -> None:
+    """Stop with one line naming ``what`` (a file), what differs between its record and ``expected``, and ``fix``;
+    a file from before records (none found) is accepted with a warning."""
+    if not found:
+        logger.warning(f"{what} carries no record of what it was made for (saved by an older VESSA): it cannot be checked.")
+        return
+    differences = record_differences(found, expected)
+    if differences:
+        raise CheckpointError(f"{what} was made for something else ({'; '.join(differences)}): {fix}")
+
+
+def read_made_for(path: str | Path) -> dict | None:
+    """The ``made_for`` record inside a weights file saved from a :class:`vessa.networks.records.MadeFor` module."""
+    return weights_record(read_weights(path))
+
+
+def weights_record(state: dict) -> dict | None:
+    """The ``made_for`` record of a loaded state dict (None for files from before records)."""
+    return (state.get("_extra_state") or {}).get("made_for") or None
+
+
+RESUME_FIX = "start afresh with --resume false (the saved state is then overwritten) or give this run its own --run_dir"
+
+
 class ResumableCheckpoint:
     """Saves ``save_dict`` (model, optimizer, scheduler, trainer...) to ``<run_dir>/latest.pt`` every
     ``interval`` epochs and at the end, via a temporary file and a rename, so a crash never leaves a
-    half-written checkpoint. With ``resume`` on, a run that finds the file continues from its iteration.
+    half-written checkpoint. With ``resume`` on, a run that finds the file continues from its iteration,
+    once the ``made_for`` record saved in it matches this run's (else it stops, naming what differs).
     Entries that are None (no assistant) are left out.
     """
 
-    def __init__(self, run_dir: str | Path, save_dict: dict, interval: int = 1, resume: bool = True, filename: str = "latest.pt") -> None:
+    def __init__(
+        self, run_dir: str | Path, save_dict: dict, interval: int = 1, resume: bool = True, filename: str = "latest.pt", made_for: dict | None = None
+    ) -> None:
         self.path = Path(run_dir) / filename
         self.save_dict = {k: v for k, v in save_dict.items() if v is not None}
         self.interval = interval
         self.resume = resume
+        self.made_for = _plain(made_for) if made_for else None
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self.load)
@@ -38,8 +107,10 @@ class ResumableCheckpoint:
         if not (self.resume and self.path.is_file()):
             return
         state = torch.load(self.path, map_location=engine.state.device, weights_only=False)
+        if self.made_for is not None:
+            check_made_for(state.get("made_for"), self.made_for, f"The saved training state {self.path}", RESUME_FIX)
         max_epochs = engine.state.max_epochs  # the configured length wins over the saved one
-        missing = sorted(set(self.save_dict) - set(state))
+        missing = sorted(set(self.save_dict) - set(state) - {"made_for"})
         if missing:
             logger.warning(f"{self.path} holds no {missing}: those start afresh.")
         Checkpoint.load_objects(to_load={k: v for k, v in self.save_dict.items() if k in state}, checkpoint=state)
@@ -47,7 +118,10 @@ class ResumableCheckpoint:
         logger.info(f"Resumed from {self.path} at epoch {engine.state.epoch}, iteration {engine.state.iteration}.")
 
     def save(self, engine: Engine) -> None:
-        atomic_torch_save({k: v.state_dict() for k, v in self.save_dict.items()}, self.path)
+        state = {k: v.state_dict() for k, v in self.save_dict.items()}
+        if self.made_for is not None:
+            state["made_for"] = self.made_for
+        atomic_torch_save(state, self.path)
 
 
 def atomic_write_json(obj, path: str | Path) -> Path:
@@ -68,16 +142,38 @@ def save_final_if_unvalidated(network: torch.nn.Module, path: str | Path, val_vo
     logger.info(f"No validation data: saved the final weights to {path}.")
 
 
-def load_weights(network: torch.nn.Module, path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """Load a state dict saved by training into ``network``; a clear :class:`CheckpointError` when it is missing or does not fit."""
+STUDENT_FIX = "point --ckpt_dir (or model_path) at the folder of the student trained on this data set, or train one for it (configs/stage2.json)"
+
+
+def read_weights(path: str | Path, what: str = "trained model", how: str = "") -> dict:
+    """The state dict in ``path`` (``torch.load(weights_only=True)``); a clear :class:`CheckpointError` when it is missing."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(
-            f"No trained model at {path}: train one first (python -m monai.bundle run training --config_file configs/stage2.json, "
-            "with the same overrides), or point ckpt_dir / model_path at the folder that holds model.pt."
+            f"No {what} at {path}: "
+            + (how or "train one first (python -m monai.bundle run training --config_file configs/stage2.json, with the same overrides), or point ckpt_dir / model_path at the folder that holds model.pt.")
         )
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_weights(
+    network: torch.nn.Module,
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    expected: dict | None = None,
+    fix: str = STUDENT_FIX,
+    state: dict | None = None,
+) -> torch.nn.Module:
+    """Load a state dict saved by training (or its :func:`read_weights` ``state``) into ``network``, once its
+    ``made_for`` record agrees with ``expected`` (e.g. :func:`labels_record`); a one-line :class:`CheckpointError`
+    naming the file, what differs and ``fix`` when it does not, when it is missing or when it does not fit."""
+    state = state if state is not None else read_weights(path)
+    if expected:
+        check_made_for(weights_record(state), expected, str(path), fix)
     try:
-        network.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+        network.load_state_dict(state)
     except RuntimeError as err:
-        raise CheckpointError(f"{path} does not fit this network (another data set, class count or spatial_dims?): {err}") from err
-    return network
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        detail = lines[1] if len(lines) > 1 else lines[0]  # PyTorch's first mismatch, without its header line
+        raise CheckpointError(f"{path} does not fit this network (another data set, class count or network settings?): {detail}; {fix}") from err
+    return network.to(device)

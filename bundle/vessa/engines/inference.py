@@ -7,27 +7,15 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import torch
 from PIL import Image
 from tqdm import tqdm
 
 from vessa.data.io import is_nifti, load_image
 from vessa.data.slices import normalize_minmax
 from vessa.engines.assistant_inference import AssistantPredictor
-from vessa.errors import CheckpointError, DataError
+from vessa.errors import DataError
 
 logger = logging.getLogger(__name__)
-
-
-def checkpoint_text_dim(path: str | Path) -> int:
-    """Width of the class text embeddings stored in an assistant checkpoint."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"Assistant checkpoint not found: {path}. Train stage 1 first (python -m monai.bundle run training --config_file configs/stage1.json) or set 'assistant_path'.")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if "class_text" not in state:
-        raise CheckpointError(f"{path} is not an assistant checkpoint (no 'class_text' entry); point 'assistant_path' at the assistant.pt that stage 1 wrote.")
-    return int(state["class_text"].shape[-1])
 
 
 def segment_image(predictor: AssistantPredictor, image: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ from monai.engines.utils import IterationEvents
 from torch.optim import Optimizer
 from torch.utils.data import DataLoader
 
+from vessa.engines.handlers import attach_handlers
 from vessa.engines.prompts import corrective_clicks, simulate_prompts
 from vessa.losses.assistant_loss import AssistantLoss
 from vessa.losses.contrastive import DualContrastiveLoss
@@ -56,7 +57,6 @@ class Stage1Trainer(Trainer):
             max_epochs=max_epochs,
             data_loader=train_data_loader,
             epoch_length=epoch_length,
-            handlers=train_handlers,
             key_metric=key_train_metric,
             postprocessing=postprocessing,
             decollate=False,
@@ -71,6 +71,7 @@ class Stage1Trainer(Trainer):
         self.descriptions = descriptions
         self.corrective_clicks = corrective_clicks
         self.generator = torch.Generator().manual_seed(seed)
+        attach_handlers(self, train_handlers)
 
     @torch.no_grad()
     def _add_corrective_clicks(self, engine: "Stage1Trainer", batch: dict, prompts: dict) -> dict:

@@ -7,18 +7,23 @@ from pathlib import Path
 
 from vessa.data.splits import Split
 from vessa.data.template_bank import TemplateBank
+from vessa.engines.assistant_inference import bank_record
+from vessa.engines.checkpoints import check_made_for, read_made_for
 from vessa.errors import DataError
 
 logger = logging.getLogger(__name__)
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+STAGE2_FIX = "give this run its own --assistant_dir (stage 2 then trains an assistant for this data set there first) or point assistant_dir at one trained for these labels"
 
 
-def ensure_stage1(ckpt_dir: str | Path, split: Split, **stage1_overrides) -> tuple[Path, Path]:
+def ensure_stage1(ckpt_dir: str | Path, split: Split, expected: dict | None = None, **stage1_overrides) -> tuple[Path, Path]:
     """Paths of ``assistant.pt`` and ``bank.pt`` in ``ckpt_dir``; trains stage 1 first when they are missing.
 
     ``stage1_overrides`` are config ids of ``configs/stage1.json`` (dataset_dir, labeled, seed, run_dir, ...),
-    so the assistant learns from exactly the labelled split of the stage-2 run. An existing bank holding a
-    case outside that split is refused: its labels would leak into semi-supervised training.
+    so the assistant learns from exactly the labelled split of the stage-2 run. An assistant or bank made for
+    other labels or input channels than ``expected`` (:func:`vessa.engines.checkpoints.labels_record` of the
+    data set) is refused, and so is a bank holding a case outside the labelled split: its labels would leak
+    into semi-supervised training.
     """
     ckpt_dir = Path(ckpt_dir)
     assistant_path, bank_path = ckpt_dir / "assistant.pt", ckpt_dir / "bank.pt"
@@ -32,6 +37,9 @@ def ensure_stage1(ckpt_dir: str | Path, split: Split, **stage1_overrides) -> tup
         wf.finalize()
         logger.info(f"Stage 1 finished: {assistant_path}")
     bank = TemplateBank.load(bank_path)
+    if expected is not None:
+        check_made_for(bank_record(bank), expected, f"The template bank {bank_path}", STAGE2_FIX)
+        check_made_for(read_made_for(assistant_path), expected, f"The assistant {assistant_path}", STAGE2_FIX)
     foreign = sorted(set(bank.ids) - set(split.labeled_ids))
     if foreign:
         raise DataError(

@@ -10,6 +10,7 @@ from monai.engines.utils import IterationEvents
 from torch.optim import Optimizer
 from torch.utils.data import DataLoader
 
+from vessa.engines.handlers import attach_handlers
 from vessa.engines.pseudo_cache import PseudoLabelCache
 from vessa.engines.ssl_methods import SupervisedOnly
 from vessa.errors import DataError
@@ -57,7 +58,7 @@ class Stage2Trainer(Trainer):
         train_handlers: Sequence | None = None,
     ) -> None:
         super().__init__(
-            device=device, max_epochs=max_epochs, data_loader=train_data_loader, epoch_length=epoch_length, handlers=train_handlers, decollate=False
+            device=device, max_epochs=max_epochs, data_loader=train_data_loader, epoch_length=epoch_length, decollate=False
         )
         if assistant_fusion not in ("replace", "uncertain"):
             raise ValueError(f"unknown assistant_fusion '{assistant_fusion}': use replace or uncertain")
@@ -82,6 +83,7 @@ class Stage2Trainer(Trainer):
         self.assistant_fusion = assistant_fusion
         self.fusion_threshold = fusion_threshold
         method.setup(self)
+        attach_handlers(self, train_handlers)
 
     def assistant_scale(self) -> float:
         it, n = self.state.iteration, self.assistant_ramp_iterations

@@ -17,12 +17,13 @@ from torch import nn
 
 from vessa.networks.light_encoder import LightEncoder
 from vessa.networks.matching import cues_from_prior, matching_maps
+from vessa.networks.records import MadeFor
 from vessa.networks.text_vlm import region_gaussians
 
 NO_OBJECT_LOGIT = -20.0
 
 
-class VessaAssistant(nn.Module):
+class VessaAssistant(MadeFor):
     """Reference-guided, text-aware promptable segmenter.
 
     Args:
@@ -40,6 +41,8 @@ class VessaAssistant(nn.Module):
         text_alignment: DuSSS-style alignment: class regions and texts are Gaussians (mean and variance
             heads) aligned by dual contrastive learning, and the text token is made from the aligned text
             embedding (learnt from the data) instead of the fixed sentence embedding. Stored in the weights.
+
+    Its state dict carries what it was trained for (:class:`vessa.networks.records.MadeFor`).
     """
 
     def __init__(

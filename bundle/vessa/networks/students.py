@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vessa.networks.records import MadeFor
+
 
 def _conv_block(dims: int, in_ch: int, out_ch: int, dropout: float) -> nn.Sequential:
     conv, norm, drop = (nn.Conv2d, nn.BatchNorm2d, nn.Dropout2d) if dims == 2 else (nn.Conv3d, nn.BatchNorm3d, nn.Dropout3d)
@@ -20,11 +22,12 @@ def _conv_block(dims: int, in_ch: int, out_ch: int, dropout: float) -> nn.Sequen
     )
 
 
-class StudentUNet(nn.Module):
+class StudentUNet(MadeFor):
     """UNet with 4 down- and 4 up-sampling stages (SSL4MIS's ACDC student), for ``spatial_dims`` 2 or 3.
 
     ``forward(x)`` returns logits (B, out_channels, ...); ``forward_with_fp(x)`` also decodes the
     encoder features after channel dropout (UniMatch's feature-perturbation stream) from the same pass.
+    Its state dict carries what it was trained for (:class:`vessa.networks.records.MadeFor`).
     """
 
     def __init__(
