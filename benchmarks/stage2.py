@@ -17,11 +17,19 @@ the hidden labels of the unlabelled cases to log the Dice of the student and of 
     python benchmarks/stage2.py --dataset la --labeled 4 --iterations 300
     python benchmarks/stage2.py --dataset acdc --labeled 3 --tag compare --runs supervised+none,unimatch+vessa,unimatch+vessa+text,mean_teacher+text_vlm
     python benchmarks/stage2.py --report        # figures and the markdown table of every recorded run
+
+``--schedule cpu`` (or ``published``) stacks ``configs/schedule_<name>.json`` on every run of the setting
+instead of the short budget above (its iterations, patch, batch and optimiser): the converged benchmark,
+with ``--seed`` for the split and training; records go to ``docs/results/converged``:
+
+    python benchmarks/stage2.py --schedule cpu --dataset acdc --labeled 3 --seed 0 --runs supervised+none,unimatch+vessa
+    python benchmarks/stage2.py --schedule cpu --report
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import platform
 import resource
@@ -32,9 +40,20 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
-OUT = REPO / "docs" / "results" / "stage2"
-RUNS_DIR = REPO / "runs" / "bench" / "stage2"
+RESULTS = REPO / "docs" / "results"
 ALL_RUNS = ("supervised+none", "mean_teacher+none", "unimatch+none", "unimatch+vessa", "mean_teacher+vessa", "mean_teacher+sam2_generalist")
+CONVERGED_RUNS = (
+    "supervised+none", "mean_teacher+none", "unimatch+none", "unimatch+vessa", "unimatch_v2+none", "unimatch_v2+vessa", "mean_teacher+text_vlm",
+)
+
+
+def out_dir(schedule: str) -> Path:
+    """Records of the short budget in docs/results/stage2, of a schedule overlay in docs/results/converged."""
+    return RESULTS / ("converged" if schedule else "stage2")
+
+
+def runs_dir(schedule: str) -> Path:
+    return REPO / "runs" / "bench" / (f"stage2_{schedule}" if schedule else "stage2")
 # Optional third part of a run name: settings of a variant of the assistant's use (method+assistant+variant)
 VARIANTS = {
     "uncertain": {"assistant_fusion": "uncertain"},
@@ -65,13 +84,13 @@ DATASETS = {
 }
 
 
-def setting_name(dataset: str, labeled: str, tag: str = "") -> str:
-    """``acdc3``, ``acdc3_compare``: names the setting's run folder and prefixes its records."""
-    return f"{dataset}{labeled}" + (f"_{tag}" if tag else "")
+def setting_name(dataset: str, labeled: str, tag: str = "", seed: int = 0) -> str:
+    """``acdc3``, ``acdc3_compare``, ``acdc3_s1``: names the setting's run folder and prefixes its records."""
+    return f"{dataset}{labeled}" + (f"_{tag}" if tag else "") + (f"_s{seed}" if seed else "")
 
 
-def setting_dir(dataset: str, labeled: str, tag: str = "") -> Path:
-    return RUNS_DIR / setting_name(dataset, labeled, tag)
+def setting_dir(dataset: str, labeled: str, tag: str = "", seed: int = 0, schedule: str = "") -> Path:
+    return runs_dir(schedule) / setting_name(dataset, labeled, tag, seed)
 
 
 def stage1_name(text: bool) -> str:
@@ -104,32 +123,33 @@ def machine() -> str:
     return f"{platform.node()} {platform.processor() or platform.machine()}, CPU, {torch.get_num_threads()} threads"
 
 
-def train_stage1(dataset: str, labeled: str, iterations: int, tag: str = "", text: bool = False) -> dict:
+def train_stage1(dataset: str, labeled: str, iterations: int, tag: str = "", text: bool = False, seed: int = 0, schedule: str = "") -> dict:
     """Stage 1 on the setting's labelled cases, into the setting's ``stage1`` (or, with text alignment, ``stage1_text``)
     folder (skipped when it exists)."""
     from vessa.data.prepare import load_split
     from vessa.engines.stage1_runner import ensure_stage1
 
     cfg = DATASETS[dataset]
-    root = setting_dir(dataset, labeled, tag)
+    root = setting_dir(dataset, labeled, tag, seed, schedule)
     name = stage1_name(text)
-    record_path = OUT / f"{setting_name(dataset, labeled, tag)}_{name}.json"
+    out = out_dir(schedule)
+    record_path = out / f"{setting_name(dataset, labeled, tag, seed)}_{name}.json"
     if (root / name / "assistant.pt").is_file() and record_path.is_file():
         return json.loads(record_path.read_text())
     start = time.time()
-    _, split = load_split(DATA / dataset, labeled_arg(labeled), 0, root / f"{name}_run")
-    overrides = {**cfg["stage1"], "iterations": iterations, "epoch_length": 100, "val_interval": 2, "text_alignment": text, "train#handlers#4#_disabled_": True}
+    _, split = load_split(DATA / dataset, labeled_arg(labeled), seed, root / f"{name}_run")
+    overrides = {**cfg["stage1"], "iterations": iterations, "epoch_length": 100, "val_interval": 2, "text_alignment": text, "seed": seed, "train#handlers#4#_disabled_": True}
     ensure_stage1(root / name, split, dataset_dir=str(DATA / dataset), labeled=labeled_arg(labeled), run_dir=str(root / f"{name}_run"), **overrides)
     record = {
-        "dataset": dataset, "labeled": labeled, "tag": tag, "text_alignment": text, "iterations": iterations,
+        "dataset": dataset, "labeled": labeled, "tag": tag, "seed": seed, "schedule": schedule or "short", "text_alignment": text, "iterations": iterations,
         "train_seconds": round(time.time() - start, 1), "peak_rss_mb": peak_rss_mb(), "machine": machine(),
     }
-    OUT.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     record_path.write_text(json.dumps(record, indent=2))
     return record
 
 
-def run_one(dataset: str, labeled: str, run: str, iterations: int, tag: str = "") -> dict:
+def run_one(dataset: str, labeled: str, run: str, iterations: int, tag: str = "", seed: int = 0, schedule: str = "") -> dict:
     """Train one stage-2 run in this process, evaluate it on the test volumes, write its record."""
     import torch
     from ignite.engine import Events
@@ -141,50 +161,66 @@ def run_one(dataset: str, labeled: str, run: str, iterations: int, tag: str = ""
 
     method, assistant, *variant = run.split("+")
     cfg = DATASETS[dataset]
-    root = setting_dir(dataset, labeled, tag) / run
+    root = setting_dir(dataset, labeled, tag, seed, schedule) / run
     smoke = assistant == "sam2_generalist"
+    configs = cfg["configs"] + ([f"schedule_{schedule}.json"] if schedule else [])
     overrides = {
-        **cfg["stage2"],
+        **({} if schedule else cfg["stage2"]),  # a schedule overlay brings its own iterations, patch, batch and optimiser
+        **({} if schedule else {"iterations": iterations}),
         "dataset_dir": str(DATA / dataset),
         "labeled": labeled_arg(labeled),
+        "seed": seed,
         "method": method,
         "assistant": assistant,
-        "iterations": SMOKE_ITERATIONS if smoke else iterations,
+        "bundle_root": str(REPO),
         "run_dir": str(root),
         "ckpt_dir": str(root / "models"),
-        "assistant_dir": str(setting_dir(dataset, labeled, tag) / stage1_name("text" in variant)),
-        "resume": False,
+        "assistant_dir": str(setting_dir(dataset, labeled, tag, seed, schedule) / stage1_name("text" in variant)),
+        "resume": True,
         "device": "cpu",
         "train#handlers#4#_disabled_": True,
     }
     for name in variant:
         overrides.update(VARIANTS[name])
     if smoke:
-        overrides.update({"batch_size": 1, "epoch_length": 2, "val_interval": 1000})
-    wf = ConfigWorkflow(config_file=[str(REPO / "configs" / c) for c in cfg["configs"]], workflow_type="train", run_id="training", **overrides)
+        overrides.update({"iterations": SMOKE_ITERATIONS, "batch_size": 1, "epoch_length": 2, "val_interval": 1000, "resume": False})
+    wf = ConfigWorkflow(config_file=[str(REPO / "configs" / c) for c in configs], workflow_type="train", run_id="training", **overrides)
     if smoke:
         wf.parser["assistant_args"]["sam2_generalist"]["allow_random_weights"] = True
     wf.initialize()
     trainer = wf.parser.get_parsed_content("train#trainer")
     data = wf.parser.get_parsed_content("data")
-    curve: list[dict] = []
+    curve_path = root / "val_curve.json"
+    curve: list[dict] = json.loads(curve_path.read_text()) if curve_path.is_file() else []  # a resumed run keeps its curve
     if data["val_volumes"]:
         evaluator = wf.parser.get_parsed_content("validate#evaluator")
-        evaluator.add_event_handler(
-            Events.COMPLETED, lambda e: curve.append({"iteration": trainer.state.iteration, "val_dice": float(e.state.metrics["val_mean_dice"])})
-        )
+
+        def record_point(engine) -> None:
+            curve.append({"iteration": trainer.state.iteration, "val_dice": float(engine.state.metrics["val_mean_dice"])})
+            curve_path.write_text(json.dumps(curve))
+
+        evaluator.add_event_handler(Events.COMPLETED, record_point)
     diagnostics = None
     if data["split"].unlabeled and not smoke:
         label_values = wf.parser.get_parsed_content("label_values")
         patch = wf.parser.get_parsed_content("patch_size")
         diagnostics = PseudoLabelDiagnostics.for_split(data["split"], label_values, patch, root / "pseudo_labels.csv", interval=cfg["diag_interval"])
+        if diagnostics.csv_path.is_file():  # a resumed run keeps the rows of its first part
+            with open(diagnostics.csv_path) as f:
+                diagnostics.rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
         diagnostics.attach(trainer)
     start = time.time()
+    first = {}
+    trainer.add_event_handler(Events.ITERATION_STARTED, lambda e: first.setdefault("iteration", e.state.iteration - 1))  # after a resume
     wf.run()
     train_s = time.time() - start
+    trained = trainer.state.iteration - first.get("iteration", 0)
+    elapsed_path = root / "train_seconds.json"  # wall time over every resumed part of the run
+    elapsed = (json.loads(elapsed_path.read_text()) if elapsed_path.is_file() else {"seconds": 0.0, "iterations": 0})
+    elapsed = {"seconds": elapsed["seconds"] + train_s, "iterations": elapsed["iterations"] + trained}
+    elapsed_path.write_text(json.dumps(elapsed))
     network = wf.parser.get_parsed_content("network")
-    best = root / "models" / "model.pt"
-    network.load_state_dict(torch.load(best, map_location="cpu", weights_only=True))
+    network.load_state_dict(torch.load(root / "models" / "model.pt", map_location="cpu", weights_only=True))
     datalist = load_datalist(DATA / dataset)
     volumes = load_eval_volumes(datalist, "test", cfg["eval"]["normalize"])
     start = time.time()
@@ -194,16 +230,18 @@ def run_one(dataset: str, labeled: str, run: str, iterations: int, tag: str = ""
         "dataset": dataset,
         "labeled": labeled,
         "tag": tag,
+        "seed": seed,
+        "schedule": schedule or "short",
         "labeled_cases": len(data["split"].labeled),
         "method": method,
         "assistant": assistant,
         "variant": "+".join(variant),
         "smoke": smoke,
         "iterations": trainer.state.iteration,
-        "batch_size": overrides["batch_size"],
+        "batch_size": wf.parser.get_parsed_content("batch_size"),
         "patch_size": patch,
-        "train_seconds": round(train_s, 1),
-        "seconds_per_iteration": round(train_s / max(1, trainer.state.iteration), 3),
+        "train_seconds": round(elapsed["seconds"], 1),
+        "seconds_per_iteration": round(elapsed["seconds"] / max(1, elapsed["iterations"]), 3),
         "eval_seconds": round(time.time() - start, 1),
         "peak_rss_mb": peak_rss_mb(),
         "machine": machine(),
@@ -212,34 +250,84 @@ def run_one(dataset: str, labeled: str, run: str, iterations: int, tag: str = ""
         "pseudo_label_dice": diagnostics.rows if diagnostics else [],
         "test": result["summary"],
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"{setting_name(dataset, labeled, tag)}_{run}.json").write_text(json.dumps(record, indent=2))
-    print(f"{setting_name(dataset, labeled, tag)} {run}: test mean Dice {100 * result['summary']['mean']['dice']:.1f}, {train_s / 60:.1f} min, peak RSS {record['peak_rss_mb'] / 1024:.2f} GB")
+    out = out_dir(schedule)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{setting_name(dataset, labeled, tag, seed)}_{run}.json").write_text(json.dumps(record, indent=2))
+    print(f"{setting_name(dataset, labeled, tag, seed)} {run}: test mean Dice {100 * result['summary']['mean']['dice']:.1f}, {train_s / 60:.1f} min, peak RSS {record['peak_rss_mb'] / 1024:.2f} GB")
     return record
 
 
-def records() -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(OUT.glob("*.json")) if not p.name.endswith(("_stage1.json", "_stage1_text.json"))]
+def records(schedule: str = "") -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(out_dir(schedule).glob("*.json")) if not p.name.endswith(("_stage1.json", "_stage1_text.json"))]
 
 
-def report(tag: str = "") -> str:
+def report(tag: str = "", schedule: str = "") -> str:
     """Markdown table of the recorded runs of ``tag`` ("" the untagged ones), and the figures next to the records."""
     from vessa.engines.figures import stage2_curves
 
-    rows = ["| data set | labelled | method | assistant | test Dice | Jaccard | HD95 | ASD | per class Dice | iterations | time | s/it | peak RSS |", "|---" * 13 + "|"]
-    for r in records():
+    rows = ["| data set | labelled | seed | method | assistant | test Dice | Jaccard | HD95 | ASD | per class Dice | iterations | time | s/it | peak RSS |", "|---" * 14 + "|"]
+    for r in records(schedule):
         if r.get("tag", "") != tag:
             continue
         t = r["test"]
         per_class = " / ".join(f"{100 * v['dice']:.1f}" for v in t["classes"].values()) if len(t["classes"]) > 1 else ""
-        names = {"text": "text alignment on", "nosss": "no semantic-similarity supervision", "nocontrast": "no contrastive loss"}
+        names = {"text": "text alignment on", "nosss": "no semantic-similarity supervision", "nocontrast": "no contrastive loss", "dynamic": "dynamic interaction"}
         variant = names.get(r.get("variant", ""), r.get("variant", ""))
         note = " (smoke, random SAM2)" if r["smoke"] else (f" ({variant})" if variant else "")
         rows.append(
-            f"| {r['dataset'].upper()} | {labeled_name(r['labeled'])} | {r['method']} | {r['assistant']}{note} | {100 * t['mean']['dice']:.1f} | {100 * t['mean']['jaccard']:.1f} | "
+            f"| {r['dataset'].upper()} | {labeled_name(r['labeled'])} | {r.get('seed', 0)} | {r['method']} | {r['assistant']}{note} | {100 * t['mean']['dice']:.1f} | {100 * t['mean']['jaccard']:.1f} | "
             f"{t['mean']['hd95']:.1f} | {t['mean']['asd']:.1f} | {per_class} | {r['iterations']} | {r['train_seconds'] / 60:.1f} min | {r['seconds_per_iteration']:.2f} | {r['peak_rss_mb'] / 1024:.2f} GB |"
         )
-    stage2_curves([r for r in records() if not r["smoke"]], OUT)
+    stage2_curves([r for r in records(schedule) if not r["smoke"]], out_dir(schedule))
+    return "\n".join(rows)
+
+
+PUBLISHED = {  # Dice % on the same splits (../shared/data/README.md): supervised only, UA-MT, BCP, UniMatch, fully supervised
+    ("acdc", "1"): {"UniMatch": 85.4},
+    ("acdc", "3"): {"supervised only": 48, "UA-MT": 46, "BCP": 87.6, "UniMatch": 88.9},
+    ("acdc", "7"): {"supervised only": 79, "UA-MT": 82, "BCP": 88.8, "UniMatch": 89.9},
+    ("acdc", "all"): {"fully supervised": 91.4},
+    ("la", "4"): {"supervised only": 52, "UA-MT": 82, "BCP": 88.0},
+    ("la", "8"): {"supervised only": 83, "UA-MT": 88, "BCP": 89.6},
+    ("la", "all"): {"fully supervised": 91.5},
+}
+
+
+def run_name(r: dict) -> str:
+    return "+".join(x for x in (r["method"], r["assistant"], r.get("variant", "")) if x)
+
+
+def converged_table() -> str:
+    """The CPU-schedule runs, mean and spread over seeds, beside the published figures and the short-budget run of
+    the same method (docs/results/stage2, 500 iterations), with the curve's last change and the pseudo-label Dice."""
+    import numpy as np
+
+    short = {(r["dataset"], r["labeled"], run_name(r)): r for r in records("") if not r.get("smoke") and r.get("tag", "") in ("", "compare")}
+    groups: dict[tuple, list[dict]] = {}
+    for r in records("cpu"):
+        if not r.get("smoke"):
+            groups.setdefault((r["dataset"], r["labeled"], run_name(r)), []).append(r)
+    rows = [
+        "| setting | method + assistant | test Dice, mean (spread) | per seed | s/it | time per run | last 20 % of the curve | pseudo-labels vs student (end) | short budget | published |",
+        "|---" * 10 + "|",
+    ]
+    for (dataset, labeled, name), runs in sorted(groups.items()):
+        dice = np.array([100 * r["test"]["mean"]["dice"] for r in runs])
+        spread = f" (+-{(dice.max() - dice.min()) / 2:.1f})" if len(dice) > 1 else ""
+        seeds = ", ".join(f"s{r.get('seed', 0)} {100 * r['test']['mean']['dice']:.1f}" for r in runs)
+        curve = runs[0]["val_curve"]
+        tail = [p["val_dice"] for p in curve if p["iteration"] >= 0.8 * runs[0]["iterations"]]
+        flat = f"{100 * (max(tail) - min(tail)):.1f} points" if len(tail) > 1 else ""
+        diag = runs[0]["pseudo_label_dice"]
+        pseudo = f"{100 * diag[-1]['assistant_dice']:.1f} vs {100 * diag[-1]['student_dice']:.1f}" if diag and "assistant_dice" in diag[-1] else ""
+        prev = short.get((dataset, labeled, name))
+        short_cell = f"{100 * prev['test']['mean']['dice']:.1f} ({prev['iterations']} it)" if prev else ""
+        published = ", ".join(f"{k} {v}" for k, v in PUBLISHED.get((dataset, labeled), {}).items())
+        seconds = np.mean([r["seconds_per_iteration"] for r in runs])
+        minutes = np.mean([r["train_seconds"] for r in runs]) / 60
+        rows.append(
+            f"| {dataset.upper()} {labeled_name(labeled)} | {name} | {dice.mean():.1f}{spread} | {seeds} | {seconds:.2f} | {minutes:.0f} min | {flat} | {pseudo} | {short_cell} | {published} |"
+        )
     return "\n".join(rows)
 
 
@@ -247,28 +335,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="acdc")
     parser.add_argument("--labeled", default="3", help="a split key of dataset.json (ACDC 1/3/7, LA 4/8), a ratio of the training cases (0.25) or 'all'")
-    parser.add_argument("--runs", default=",".join(ALL_RUNS), help="comma-separated method+assistant pairs")
-    parser.add_argument("--iterations", type=int, default=600)
+    parser.add_argument("--runs", default="", help="comma-separated method+assistant[+variant] runs (default: the short or the converged list)")
+    parser.add_argument("--iterations", type=int, default=600, help="stage-2 iterations of the short budget (a --schedule sets its own)")
     parser.add_argument("--stage1_iterations", type=int, default=1000)
+    parser.add_argument("--schedule", default="", choices=["", "cpu", "published"], help="a schedule overlay (configs/schedule_<name>.json)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split (count and ratio splits) and of training")
     parser.add_argument("--tag", default="", help="name of this comparison: its own stage-1 assistants, runs and records")
     parser.add_argument("--one", help="(internal) run one method+assistant in this process")
     parser.add_argument("--stage1", action="store_true", help="(internal) train the setting's assistant in this process")
     parser.add_argument("--text", action="store_true", help="(internal) with --stage1: text alignment on")
     parser.add_argument("--report", action="store_true")
+    parser.add_argument("--write", action="store_true", help="with --report --schedule cpu: write the converged table into docs/results.md")
     args = parser.parse_args()
     if args.report:
-        print(report(args.tag))
+        print(report(args.tag, args.schedule))
+        if args.schedule == "cpu":
+            table = converged_table()
+            print("\n" + table)
+            if args.write:
+                from results_md import write_section
+
+                write_section("converged", table)
         return
     if not (DATA / args.dataset).is_dir():
         sys.exit(f"{args.dataset} not found at {DATA / args.dataset}: this benchmark reads ../shared/data")
     if args.stage1:
-        train_stage1(args.dataset, args.labeled, args.stage1_iterations, args.tag, args.text)
+        train_stage1(args.dataset, args.labeled, args.stage1_iterations, args.tag, args.text, args.seed, args.schedule)
         return
     if args.one:
-        run_one(args.dataset, args.labeled, args.one, args.iterations, args.tag)
+        run_one(args.dataset, args.labeled, args.one, args.iterations, args.tag, args.seed, args.schedule)
         return
-    runs = args.runs.split(",")
+    runs = args.runs.split(",") if args.runs else list(CONVERGED_RUNS if args.schedule else ALL_RUNS)
     base = [sys.executable, __file__, "--dataset", args.dataset, "--labeled", args.labeled, "--iterations", str(args.iterations), "--tag", args.tag]
+    base += ["--seed", str(args.seed), "--schedule", args.schedule]
     vessa_runs = [r.split("+") for r in runs if r.split("+")[1] == "vessa"]
     for text in sorted({"text" in r[2:] for r in vessa_runs}):
         subprocess.run(base + ["--stage1", "--stage1_iterations", str(args.stage1_iterations)] + (["--text"] if text else []), check=True)

@@ -238,6 +238,27 @@ def test_short_training_bumps_the_served_model(client, app_data):
     assert after > before
 
 
+def test_stage2_training_on_several_gpus_runs_torchrun_with_the_multi_gpu_overlay(app_data, tmp_path, monkeypatch):
+    from monailabel.datastore.local import LocalDatastore
+
+    from lib.trainers.vessa_train import VessaTrainTask
+
+    ckpt = Path(shutil.copytree(app_data["ckpt"], tmp_path / "models"))
+    studies = Path(shutil.copytree(app_data["studies"], tmp_path / "studies"))
+    task = VessaTrainTask(ServedModels(REPO, ckpt, device="cpu"), "stage2", ["stage2.json"], tmp_path / "work")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    commands = []
+    monkeypatch.setattr(task, "_run_command", lambda cmd, env: commands.append((cmd, env)))
+    task({"multi_gpu": True, "iterations": 8, "method": "unimatch", "assistant": "vessa"}, LocalDatastore(str(studies), extensions=["*.png"]))
+    ((cmd, env),) = commands
+    assert cmd[:4] == ["torchrun", "--standalone", "--nnodes=1", "--nproc_per_node=2"] and cmd[4:8] == ["-m", "monai.bundle", "run", "training"]
+    assert env["CUDA_VISIBLE_DEVICES"] == "0,1"
+    args = json.loads(Path(cmd[cmd.index("--args_file") + 1]).read_text())
+    assert [Path(c).name for c in args["config_file"]] == ["stage2.json", "multi_gpu_train.json"]
+    assert args["iterations"] == 8 and args["method"] == "unimatch" and args["ckpt_dir"] == str(ckpt.resolve())
+    assert (tmp_path / "work" / "stage2" / "data" / "dataset.json").is_file()  # the datastore, written as a data set
+
+
 def test_ohif_viewer_answers(server):
     with urllib.request.urlopen(server.url + "/ohif/", timeout=30) as response:
         assert response.status == 200 and b"<html" in response.read().lower()

@@ -19,8 +19,24 @@ def test_student_shapes_and_feature_perturbation(dims, shape):
     net = StudentUNet(spatial_dims=dims, in_channels=1, out_channels=3, features=(4, 8, 16, 32, 64))
     x = torch.rand(shape)
     assert net(x).shape == (shape[0], 3, *shape[2:])
-    clean, perturbed = net.forward_with_fp(x)
+    clean, perturbed = net(x, perturb="fp")
     assert clean.shape == perturbed.shape and not torch.allclose(clean, perturbed)
+
+
+def test_complementary_dropout_gives_the_two_views_complementary_channels():
+    from vessa.networks.students import complementary_dropout
+
+    torch.manual_seed(0)
+    feats = [torch.ones(8, 6, 5, 5), torch.ones(8, 3, 2, 2)]
+    out = complementary_dropout(feats, keep_ratio=0.5)
+    for f in out:
+        first, second = f[:4, :, 0, 0], f[4:, :, 0, 0]
+        assert torch.equal(first + second, torch.full_like(first, 2.0))  # twins: 2 + 0, 0 + 2 or 1 + 1
+        untouched = (first == 1).all(1)
+        assert int(untouched.sum()) == 2 and torch.all((first[~untouched] == 0) | (first[~untouched] == 2))
+    assert complementary_dropout(feats, training=False) is feats
+    net = StudentUNet(in_channels=1, out_channels=3, features=(4, 8, 16, 32, 64))
+    assert net(torch.rand(4, 1, 32, 32), perturb="complementary").shape == (4, 3, 32, 32)
 
 
 def test_ramps():

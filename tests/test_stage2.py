@@ -29,7 +29,10 @@ def _with_stage1(root, trained_stage1):
 
 @pytest.mark.parametrize(
     "method,assistant",
-    [("supervised", "none"), ("mean_teacher", "none"), ("unimatch", "none"), ("mean_teacher", "vessa"), ("unimatch", "vessa"), ("mean_teacher", "text_vlm")],
+    [
+        ("supervised", "none"), ("mean_teacher", "none"), ("unimatch", "none"), ("unimatch_v2", "none"),
+        ("mean_teacher", "vessa"), ("unimatch", "vessa"), ("unimatch_v2", "vessa"), ("mean_teacher", "text_vlm"),
+    ],
 )
 def test_each_method_and_assistant_trains_and_checkpoints(tmp_path, trained_stage1, method, assistant):
     if assistant == "vessa":
@@ -44,6 +47,32 @@ def test_each_method_and_assistant_trains_and_checkpoints(tmp_path, trained_stag
     assert set(saved) >= {"model", "optimizer", "trainer", "method"}
     if assistant == "text_vlm":  # it learns during stage 2: its weights and optimiser are checkpointed for resuming
         assert "vlm_loss" in trainer.state.output and set(saved["assistant"]) == {"model", "optimizer"}
+
+
+def _schedule(configs: list[str], root) -> dict:
+    wf = ConfigWorkflow(config_file=[str(CONFIGS / c) for c in configs], workflow_type="train", run_id="training", bundle_root=str(root), method="supervised", assistant="none")
+    return {k: wf.parser.get_parsed_content(k) for k in ("iterations", "patch_size", "batch_size", "learning_rate", "network_def#_target_")}
+
+
+def test_the_schedules_resolve_for_2d_and_3d(tmp_path):
+    published = _schedule(["stage2.json", "schedule_published.json"], tmp_path)
+    assert published == {"iterations": 30000, "patch_size": 256, "batch_size": 12, "learning_rate": 0.01, "network_def#_target_": "vessa.networks.students.StudentUNet"}
+    assert _schedule(["stage2.json", "stage2_3d.json", "schedule_published.json"], tmp_path)["patch_size"] == [112, 112, 80]
+    cpu = _schedule(["stage2.json", "schedule_cpu.json"], tmp_path)
+    assert cpu["patch_size"] == 256 and cpu["network_def#_target_"] == "vessa.networks.students.StridedUNet"
+
+
+def test_the_published_schedule_runs_a_few_iterations(tmp_path):
+    configs = ["stage2.json", "schedule_published.json"]
+    wf = ConfigWorkflow(
+        config_file=[str(CONFIGS / c) for c in configs], workflow_type="train", run_id="training", bundle_root=str(tmp_path), method="supervised", assistant="none",
+        iterations=2, epoch_length=2, val_interval=100, **{"train#handlers#4#_disabled_": True},
+    )
+    wf.initialize()
+    optimizer = wf.parser.get_parsed_content("optimizer")
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["momentum"] == 0.9 and optimizer.defaults["weight_decay"] == 1e-4
+    wf.run()
+    assert wf.parser.get_parsed_content("train#trainer").state.iteration == 2
 
 
 def test_sam2_generalist_runs_with_random_weights_as_a_smoke_run(tmp_path):
@@ -79,6 +108,7 @@ def test_stage2_resume_continues_from_the_saved_iteration(tmp_path):
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: first.append(e.state.iteration) if not first else None)
     resumed.run()
     assert first == [5] and trainer.state.iteration == 8
+    assert resumed.parser.get_parsed_content("train#dataset").start == 4 * FAST["batch_size"]  # the random stream goes on
 
 
 def _test_dice(wf) -> float:

@@ -47,13 +47,21 @@ def _dice(pred: torch.Tensor, labels: torch.Tensor) -> float:
     return sum(scores) / 3
 
 
-def test_text_vlm_learns_text_guided_masks_and_gives_two_targets(labelled_batch):
+@pytest.fixture(scope="module")
+def trained_vlm(labelled_batch):
+    """A text_vlm assistant after 40 steps on the labelled batch, its Dice before them and its last logged values."""
     torch.manual_seed(0)
     images, labels = labelled_batch
     assistant = TextVLMAssistant(3, 1, class_descriptions(LABELS), learning_rate=3e-3)
     before = _dice(assistant.text_guided_probs(images).argmax(1), labels)
     for _ in range(40):
         logged = assistant.train_step({"image": images, "label": labels})
+    return assistant, before, logged
+
+
+def test_text_vlm_learns_text_guided_masks_and_gives_two_targets(labelled_batch, trained_vlm):
+    images, labels = labelled_batch
+    assistant, before, logged = trained_vlm
     after = _dice(assistant.text_guided_probs(images).argmax(1), labels)
     assert after > before + 0.3 and after > 0.6, (before, after)
     assert {"vlm_mask", "vlm_cross", "vlm_image", "vlm_text"} <= set(logged)
@@ -67,12 +75,11 @@ def test_text_vlm_learns_text_guided_masks_and_gives_two_targets(labelled_batch)
     assert _dice(merged, labels) > _dice(student.argmax(1), labels) + 0.2
 
 
-def test_the_class_text_steers_the_text_guided_mask(labelled_batch):
-    torch.manual_seed(0)
+def test_the_class_text_steers_the_text_guided_mask(labelled_batch, trained_vlm):
+    import copy
+
     images, labels = labelled_batch
-    assistant = TextVLMAssistant(3, 1, class_descriptions(LABELS), learning_rate=3e-3)
-    for _ in range(40):
-        assistant.train_step({"image": images, "label": labels})
+    assistant = copy.deepcopy(trained_vlm[0])
     pred = assistant.text_guided_probs(images).argmax(1)
     # swap the descriptions of cavity and wall: the masks of the two classes swap with them
     order = torch.tensor([1, 0, 2])

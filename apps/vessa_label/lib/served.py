@@ -17,7 +17,7 @@ from monai.bundle import ConfigParser
 
 from vessa.data.template_bank import TemplateBank
 from vessa.engines.assistant_inference import AssistantPredictor, load_assistant
-from vessa.engines.checkpoints import labels_record, load_weights
+from vessa.engines.checkpoints import labels_record, load_weights, read_weights, weights_record
 from vessa.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -127,12 +127,17 @@ class ServedModels:
 
     def student(self) -> torch.nn.Module:
         def build(path: Path) -> torch.nn.Module:
+            state = read_weights(path, "trained student checkpoint", self.TRAIN_HINT.format(name="vessa_stage2"))
+            record = weights_record(state) or {}
             parser = ConfigParser(self.parser.get())
             parser["network_def"]["in_channels"] = int(self.bank().images[0].shape[0]) if self.paths["bank"].is_file() else 1
             parser["network_def"]["out_channels"] = len(self.labels())
+            for key, config_key in (("student", "_target_"), ("features", "features")):  # the network its record names
+                if key in record:
+                    parser["network_def"][config_key] = record[key]
             network = parser.get_parsed_content("network_def").to(self.device)
             expected = labels_record(self.labels(), parser["network_def"]["in_channels"])
-            return load_weights(network, path, self.device, expected=expected, fix=self.MISMATCH_FIX).eval()
+            return load_weights(network, path, self.device, expected=expected, fix=self.MISMATCH_FIX, state=state).eval()
 
         return self._get("student", build)
 

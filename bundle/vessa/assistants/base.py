@@ -71,7 +71,7 @@ class Assistant(abc.ABC):
             parts.append(self.refine_all(_minmax_slices(img2d[part]), prob2d[part], {"slice_pos": pos2d[part] if pos2d is not None else None}))
         out = []
         for n in range(len(parts[0])):
-            labels = student_probs.argmax(1)
+            labels = student_probs.max(1).indices
             weights = torch.zeros(labels.shape, device=images.device)
             labels[..., zs] = torch.cat([p[n][0] for p in parts]).reshape(b, len(zs), x, y).permute(0, 2, 3, 1)
             weights[..., zs] = torch.cat([p[n][1] for p in parts]).reshape(b, len(zs), x, y).permute(0, 2, 3, 1).to(weights.dtype)

@@ -150,7 +150,7 @@ class Sam2Generalist(Assistant):
             probs = F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)
         probs = probs.cpu()
         num_classes = probs.shape[1]
-        student = probs.argmax(1)  # (B, H, W)
+        student = probs.max(1).indices  # (B, H, W)
         labels = torch.zeros((b, h, w), dtype=torch.long)
         weights = torch.ones((b, h, w), dtype=torch.float32)
         for i in range(b):
@@ -161,7 +161,7 @@ class Sam2Generalist(Assistant):
                 answers = self._answers(images[i], probs[i], student[i].numpy(), prompted)  # (P, S, H, W)
                 scores = torch.cat([1 - answers.mean(1).amax(0, keepdim=True), answers.mean(1)])  # (1+P, H, W)
                 samples = torch.cat([1 - answers.amax(0, keepdim=True), answers])  # (1+P, S, H, W)
-                win = scores.argmax(0)  # index into [background, *prompted]
+                win = scores.max(0).indices  # index into [background, *prompted]
                 spread = samples.std(1, unbiased=False)  # (1+P, H, W), <= 0.5 for binary answers
                 wt = (1 - 2 * spread.gather(0, win[None])[0]).clamp(0, 1)
                 lut = torch.tensor([0, *prompted], dtype=torch.long)

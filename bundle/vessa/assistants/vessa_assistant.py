@@ -16,7 +16,7 @@ from vessa.networks.assistant import VessaAssistant, merge_classes
 def boxes_from_probs(probs: torch.Tensor) -> torch.Tensor:
     """Boxes (B, K, 4) of each foreground class of the argmax of (B, K+1, S, S) probabilities; NaN where a class is absent."""
     b, k1 = probs.shape[:2]
-    onehot = F.one_hot(probs.argmax(1), k1).movedim(-1, 1)[:, 1:]
+    onehot = F.one_hot(probs.max(1).indices, k1).movedim(-1, 1)[:, 1:]
     return mask_boxes(onehot.flatten(0, 1)).view(b, k1 - 1, 4)
 
 
@@ -52,32 +52,49 @@ class VessaPseudoLabeler(Assistant):
         self.optimizer = torch.optim.Adam(model.parameters(), lr=update_lr) if update_lr > 0 else None
         self.loss = AssistantLoss(align_weight=0.0)
         self.generator = torch.Generator().manual_seed(seed)
+        self._bank_features: torch.Tensor | None = None
         for p in self.model.parameters():
             p.requires_grad_(self.optimizer is not None)
 
-    def _templates(self, x: torch.Tensor, positions) -> tuple[torch.Tensor, torch.Tensor]:
-        t_img, t_mask = [], []
+    def _templates(self, x: torch.Tensor, positions) -> tuple[torch.Tensor, torch.Tensor, list[list[int]]]:
+        """Template images, masks and bank indices retrieved for each image of ``x``."""
+        t_img, t_mask, indices = [], [], []
         for i in range(len(x)):
             pos = float(positions[i]) if positions is not None else None
-            ti, tm = self.bank.gather(self.bank.retrieve(x[i].cpu(), self.num_templates, pos))
+            idx = self.bank.retrieve(x[i].cpu(), self.num_templates, pos)
+            ti, tm = self.bank.gather(idx)
             t_img.append(ti)
             t_mask.append(tm)
-        return torch.stack(t_img).to(x.device), torch.stack(t_mask).to(x.device)
+            indices.append(idx)
+        return torch.stack(t_img).to(x.device), torch.stack(t_mask).to(x.device), indices
 
-    @torch.no_grad()
+    def bank_features(self, device: torch.device) -> torch.Tensor | None:
+        """Embeddings of every bank exemplar, computed once while the assistant is frozen (None when it learns
+        online: its encoder changes)."""
+        if self.optimizer is not None:
+            return None
+        if self._bank_features is None or len(self._bank_features) != len(self.bank):
+            images = torch.stack(self.bank.images).float()
+            with torch.inference_mode():
+                self._bank_features = torch.cat([self.model.encode(part.to(device))[0] for part in images.split(32)])
+        return self._bank_features
+
     def refine(self, images: torch.Tensor, student_probs: torch.Tensor, meta: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         self.model.eval()
         size, (h, w) = self.bank.image_size, images.shape[-2:]
-        x = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
-        probs = F.interpolate(student_probs, size=(size, size), mode="bilinear", align_corners=False)
-        t_img, t_mask = self._templates(x, (meta or {}).get("slice_pos"))
-        out = self.model(x, t_img, t_mask, coarse_mask=probs[:, 1:], boxes=boxes_from_probs(probs) if self.use_box else None)
-        logits = F.interpolate(out["best"], size=(h, w), mode="bilinear", align_corners=False)
-        labels = merge_classes(logits)
-        iou = out["iou"].max(-1).values.clamp(0, 1)  # (B, K)
-        per_class = torch.cat([iou.mean(1, keepdim=True), iou], dim=1)  # background first
-        weights = torch.gather(per_class, 1, labels.flatten(1)).view_as(labels)
-        return labels, weights
+        with torch.inference_mode():
+            x = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+            probs = F.interpolate(student_probs, size=(size, size), mode="bilinear", align_corners=False)
+            t_img, t_mask, indices = self._templates(x, (meta or {}).get("slice_pos"))
+            features = self.bank_features(x.device)
+            t_feat = features[torch.tensor(indices, device=features.device)] if features is not None else None
+            out = self.model(x, t_img, t_mask, coarse_mask=probs[:, 1:], boxes=boxes_from_probs(probs) if self.use_box else None, template_features=t_feat)
+            logits = F.interpolate(out["best"], size=(h, w), mode="bilinear", align_corners=False)
+            labels = merge_classes(logits)
+            iou = out["iou"].max(-1).values.clamp(0, 1)  # (B, K)
+            per_class = torch.cat([iou.mean(1, keepdim=True), iou], dim=1)  # background first
+            weights = torch.gather(per_class, 1, labels.flatten(1)).view_as(labels)
+        return labels.clone(), weights.clone()  # normal tensors again: they weight losses that are differentiated
 
     def update(self, images: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, meta: dict | None = None) -> dict:
         if self.optimizer is None or images.dim() != 4:
@@ -90,7 +107,7 @@ class VessaPseudoLabeler(Assistant):
         y = F.interpolate(labels[keep][:, None].float(), size=(size, size), mode="nearest")[:, 0].long()
         target = F.one_hot(y, k + 1).movedim(-1, 1)[:, 1:].float()
         positions = (meta or {}).get("slice_pos")
-        t_img, t_mask = self._templates(x, positions[keep.cpu()] if positions is not None else None)
+        t_img, t_mask, _ = self._templates(x, positions[keep.cpu()] if positions is not None else None)
         prompts = {n: (p.to(x.device) if p is not None else None) for n, p in simulate_prompts(target.cpu(), self.generator).items()}
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)

@@ -6,8 +6,8 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
+from vessa.data.streams import RandomStreamDataset
 from vessa.data.template_bank import TemplateBank, resize_image, resize_label
 
 
@@ -29,7 +29,7 @@ def augment_pair(image: torch.Tensor, label: torch.Tensor, generator: torch.Gene
     return (img, lab, theta[0]) if return_theta else (img, lab)
 
 
-class EpisodeDataset(Dataset):
+class EpisodeDataset(RandomStreamDataset):
     """Random (query, templates) episodes drawn from labelled slices only.
 
     Args:
@@ -37,23 +37,21 @@ class EpisodeDataset(Dataset):
         bank: template bank built from the same labelled split.
         num_templates: templates per episode, drawn from the ``retrieve_k`` most similar exemplars of
             other cases.
-        length: episodes per epoch.
+        length: episodes of the whole run; ``seed``, ``rank``: its random stream (:class:`RandomStreamDataset`).
     """
 
-    def __init__(self, slices: list[dict], bank: TemplateBank, num_templates: int = 1, retrieve_k: int = 3, length: int = 100, augment: bool = True, seed: int = 0) -> None:
+    def __init__(
+        self, slices: list[dict], bank: TemplateBank, num_templates: int = 1, retrieve_k: int = 3, length: int = 100, augment: bool = True, seed: int = 0, rank: int = 0
+    ) -> None:
+        super().__init__(length, seed, rank)
         self.slices = [s for s in slices if (s["label"] > 0).any()]
         self.bank = bank
         self.num_templates = num_templates
         self.retrieve_k = max(retrieve_k, num_templates)
-        self.length = length
         self.augment = augment
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def __len__(self) -> int:
-        return self.length
 
     def __getitem__(self, index: int) -> dict:
-        g = self.generator
+        g = self.generator(index)
         s = self.slices[int(torch.randint(0, len(self.slices), (1,), generator=g))]
         size = self.bank.image_size
         image, label = resize_image(s["image"], size), resize_label(s["label"], size)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
-
 from vessa.data.episodes import augment_pair
+from vessa.data.streams import RandomStreamDataset
 from vessa.data.template_bank import resize_image, resize_label
 
 
@@ -45,30 +44,27 @@ def cutmix_box(size: int | tuple[int, ...], generator: torch.Generator, p: float
     return box
 
 
-class SemiSupervisedDataset(Dataset):
+class SemiSupervisedDataset(RandomStreamDataset):
     """Random pairs of a labelled slice (with its label) and an unlabelled slice (never with a label).
 
     Items: ``image``/``label`` (labelled, augmented), and when there are unlabelled slices,
     ``u_image`` (weak view), ``u_strong1``/``u_strong2`` (strong views of the same weak view),
     ``u_box1``/``u_box2`` (CutMix boxes), ``u_pos`` (relative slice position, for template retrieval),
     ``u_index`` (position in ``unlabeled_slices``), and ``u_plain`` / ``u_theta`` (the un-augmented
-    image and the affine that made the weak view from it, for cached pseudo-labels).
+    image and the affine that made the weak view from it, for cached pseudo-labels). ``length`` items in the
+    whole run, drawn from the random stream of ``seed`` and ``rank`` (:class:`RandomStreamDataset`).
     """
 
-    def __init__(self, labeled_slices: list[dict], unlabeled_slices: list[dict], patch_size: int = 256, length: int = 100, seed: int = 0) -> None:
+    def __init__(self, labeled_slices: list[dict], unlabeled_slices: list[dict], patch_size: int = 256, length: int = 100, seed: int = 0, rank: int = 0) -> None:
         if any("label" in s for s in unlabeled_slices):
             raise ValueError("unlabelled slices must not carry labels: load them with load_slices(..., with_labels=False)")
+        super().__init__(length, seed, rank)
         self.labeled = labeled_slices
         self.unlabeled = unlabeled_slices
         self.patch_size = patch_size
-        self.length = length
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def __len__(self) -> int:
-        return self.length
 
     def __getitem__(self, index: int) -> dict:
-        g, size = self.generator, self.patch_size
+        g, size = self.generator(index), self.patch_size
         s = self.labeled[int(torch.randint(0, len(self.labeled), (1,), generator=g))]
         image, label = augment_pair(resize_image(s["image"], size), resize_label(s["label"], size), g)
         item = {"image": image, "label": label}

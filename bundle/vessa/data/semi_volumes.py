@@ -6,10 +6,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
-
 from vessa.data.io import check_same_shape, load_image, load_label
 from vessa.data.semi import cutmix_box, strong_view
+from vessa.data.streams import RandomStreamDataset
 from vessa.data.slices import normalize_minmax
 from vessa.errors import DataError
 
@@ -63,7 +62,7 @@ def flip_rot(tensors: list[torch.Tensor], generator: torch.Generator) -> list[to
     return out
 
 
-class SemiSupervisedVolumeDataset(Dataset):
+class SemiSupervisedVolumeDataset(RandomStreamDataset):
     """Random pairs of a labelled patch (with its label) and an unlabelled patch (never with a label).
 
     Items as :class:`vessa.data.semi.SemiSupervisedDataset`, in 3D: ``image`` (C, X, Y, Z), ``label``,
@@ -71,7 +70,8 @@ class SemiSupervisedVolumeDataset(Dataset):
     the relative position of each patch slice in its volume (for template retrieval, slice by slice).
     """
 
-    def __init__(self, labeled_volumes: list[dict], unlabeled_volumes: list[dict], patch_size: Sequence[int], length: int = 100, seed: int = 0) -> None:
+    def __init__(self, labeled_volumes: list[dict], unlabeled_volumes: list[dict], patch_size: Sequence[int], length: int = 100, seed: int = 0, rank: int = 0) -> None:
+        super().__init__(length, seed, rank)
         if any("label" in v for v in unlabeled_volumes):
             raise ValueError("unlabelled volumes must not carry labels: load them with load_volumes(..., with_labels=False)")
         if not labeled_volumes:
@@ -81,14 +81,9 @@ class SemiSupervisedVolumeDataset(Dataset):
         self.patch = tuple(int(p) for p in patch_size)
         if len(self.patch) != 3:
             raise DataError(f"patch_size {patch_size} must have three sizes (X, Y, Z) for 3D training.")
-        self.length = length
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def __len__(self) -> int:
-        return self.length
 
     def __getitem__(self, index: int) -> dict:
-        g, patch = self.generator, self.patch
+        g, patch = self.generator(index), self.patch
         vol = self.labeled[int(torch.randint(0, len(self.labeled), (1,), generator=g))]
         window = random_patch(vol["label"].shape, patch, g)
         image = torch.from_numpy(np.ascontiguousarray(crop_pad(vol["image"], window, patch)))

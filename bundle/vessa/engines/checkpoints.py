@@ -11,6 +11,7 @@ import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 
+from vessa.data.streams import RandomStreamDataset
 from vessa.data.template_bank import atomic_torch_save
 from vessa.errors import CheckpointError
 
@@ -115,10 +116,17 @@ class ResumableCheckpoint:
             logger.warning(f"{self.path} holds no {missing}: those start afresh.")
         Checkpoint.load_objects(to_load={k: v for k, v in self.save_dict.items() if k in state}, checkpoint=state)
         engine.state.max_epochs = max(max_epochs, engine.state.epoch)
+        stream = getattr(getattr(engine, "data_loader", None), "dataset", None)
+        if isinstance(stream, RandomStreamDataset):  # go on with the random stream where the saved run left it
+            stream.start = engine.state.iteration * engine.data_loader.batch_size
         logger.info(f"Resumed from {self.path} at epoch {engine.state.epoch}, iteration {engine.state.iteration}.")
 
     def save(self, engine: Engine) -> None:
-        state = {k: v.state_dict() for k, v in self.save_dict.items()}
+        """Write the state (rank 0 only in a distributed run: every rank holds the same student)."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+            return
+        wrappers = (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)
+        state = {k: (v.module if isinstance(v, wrappers) else v).state_dict() for k, v in self.save_dict.items()}
         if self.made_for is not None:
             state["made_for"] = self.made_for
         atomic_torch_save(state, self.path)

@@ -102,7 +102,7 @@ class PseudoLabelDiagnostics:
         device = engine.state.device
         images = self.images.to(device)
         probs = torch.cat([torch.softmax(net(chunk), 1) for chunk in images.split(8)])
-        row = {"iteration": engine.state.iteration, "student_dice": _mean_dice(probs.argmax(1).cpu(), self.labels, self.num_classes)}
+        row = {"iteration": engine.state.iteration, "student_dice": _mean_dice(probs.max(1).indices.cpu(), self.labels, self.num_classes)}
         if engine.assistant is not None:
             positions = self.positions.split(8) if self.positions is not None else [None] * len(probs.split(8))
             labels = torch.cat([engine.pseudo_labels(img, p, {"u_pos": pos})[0].cpu() for img, p, pos in zip(images.split(8), probs.split(8), positions)])

@@ -1,4 +1,4 @@
-"""Semi-supervised methods the stage-2 trainer plugs in: supervised-only, Mean Teacher, UniMatch.
+"""Semi-supervised methods the stage-2 trainer plugs in: supervised-only, Mean Teacher, UniMatch, UniMatch V2.
 
 Each method computes the losses of one batch. Where an assistant is configured, it supplies the
 pseudo-labels of the unlabelled images (refining the student's or teacher's prediction) and their
@@ -40,7 +40,54 @@ class SupervisedOnly:
         """Restore :meth:`state_dict`."""
 
 
-class MeanTeacher(SupervisedOnly):
+def unwrap(network: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DistributedDataParallel (or DataParallel) wrapper; the network itself otherwise."""
+    return network.module if isinstance(network, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)) else network
+
+
+class EMATeacher(SupervisedOnly):
+    """Base of the methods with a teacher that is the exponential moving average of the student.
+
+    Args:
+        ema_decay: weight of the old teacher in the EMA (SSL4MIS / UniMatch V2 convention), warmed up as
+            ``min(1 - 1 / (iteration + 1), ema_decay)``.
+    """
+
+    uses_unlabeled = True
+
+    def __init__(self, ema_decay: float = 0.99) -> None:
+        self.ema_decay = ema_decay
+        self.teacher: torch.nn.Module | None = None
+
+    def setup(self, trainer: "Stage2Trainer") -> None:
+        self.teacher = copy.deepcopy(unwrap(trainer.network))
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+
+    def teacher_logits(self, x: torch.Tensor, train_mode: bool) -> torch.Tensor:
+        """The teacher's logits on ``x`` without autograd (``train_mode``: batch statistics and dropout on)."""
+        self.teacher.train(train_mode)
+        with torch.inference_mode():
+            logits = self.teacher(x)
+        return logits.clone()  # a normal tensor again: it enters losses that are differentiated
+
+    def state_dict(self) -> dict:
+        return {"teacher": self.teacher.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.teacher.load_state_dict(state["teacher"])
+
+    @torch.no_grad()
+    def after_step(self, trainer: "Stage2Trainer") -> None:
+        decay = min(1 - 1 / (trainer.state.iteration + 1), self.ema_decay)
+        student = unwrap(trainer.network)
+        for t, s in zip(self.teacher.parameters(), student.parameters()):
+            t.mul_(decay).add_(s.detach(), alpha=1 - decay)
+        for t, s in zip(self.teacher.buffers(), student.buffers()):
+            t.copy_(s)
+
+
+class MeanTeacher(EMATeacher):
     """Mean Teacher (Tarvainen & Valpola; SSL4MIS): an EMA teacher's prediction on noisy unlabelled input is the target.
 
     With an assistant the teacher's prediction is refined into the assistant's targets; the unlabelled loss
@@ -54,22 +101,14 @@ class MeanTeacher(SupervisedOnly):
             pseudo-labels, on another scale than the MSE of softmax maps (ramped up the same way).
     """
 
-    uses_unlabeled = True
-
     def __init__(
         self, ema_decay: float = 0.99, noise: float = 0.1, consistency: float = 0.1, rampup_iterations: int = 200, assistant_consistency: float = 1.0
     ) -> None:
-        self.ema_decay = ema_decay
+        super().__init__(ema_decay)
         self.noise = noise
         self.consistency = consistency
         self.assistant_consistency = assistant_consistency
         self.rampup_iterations = rampup_iterations
-        self.teacher: torch.nn.Module | None = None
-
-    def setup(self, trainer: "Stage2Trainer") -> None:
-        self.teacher = copy.deepcopy(trainer.network)
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
 
     def _noisy(self, x: torch.Tensor) -> torch.Tensor:
         return x + (torch.randn_like(x) * self.noise).clamp(-2 * self.noise, 2 * self.noise)
@@ -78,9 +117,7 @@ class MeanTeacher(SupervisedOnly):
         x, y, u = batch["image"], batch["label"], batch["u_image"]
         logits = trainer.network(torch.cat([x, self._noisy(u)]))
         sup = ce_dice_loss(logits[: len(x)], y)
-        with torch.no_grad():
-            self.teacher.train()
-            t_logits = self.teacher(self._noisy(u))
+        t_logits = self.teacher_logits(self._noisy(u), train_mode=True)
         ramp = sigmoid_rampup(trainer.state.iteration, self.rampup_iterations)
         targets = trainer.pseudo_targets(u, torch.softmax(t_logits, 1), batch)
         if targets is None:
@@ -89,19 +126,29 @@ class MeanTeacher(SupervisedOnly):
         unsup = sum(ce_dice_loss(logits[len(x) :], labels, weights) for labels, weights in targets) / len(targets)
         return {"sup": sup, "unsup": self.assistant_consistency * ramp * unsup}
 
-    def state_dict(self) -> dict:
-        return {"teacher": self.teacher.state_dict()}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.teacher.load_state_dict(state["teacher"])
+def cutmix_views(batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The two strong views of the unlabelled images, each CutMix'ed with the next image of the batch, and their boxes."""
+    box1, box2 = batch["u_box1"].unsqueeze(1), batch["u_box2"].unsqueeze(1)
+    s1 = torch.where(box1 > 0, batch["u_strong1"].roll(1, 0), batch["u_strong1"])
+    s2 = torch.where(box2 > 0, batch["u_strong2"].roll(1, 0), batch["u_strong2"])
+    return s1, s2, box1[:, 0], box2[:, 0]
 
-    @torch.no_grad()
-    def after_step(self, trainer: "Stage2Trainer") -> None:
-        decay = min(1 - 1 / (trainer.state.iteration + 1), self.ema_decay)
-        for t, s in zip(self.teacher.parameters(), trainer.network.parameters()):
-            t.mul_(decay).add_(s.detach(), alpha=1 - decay)
-        for t, s in zip(self.teacher.buffers(), trainer.network.buffers()):
-            t.copy_(s)
+
+def strong_loss(logits_s1: torch.Tensor, logits_s2: torch.Tensor, box1: torch.Tensor, box2: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Mean loss of the two CutMix'ed strong views against the weak view's target and weight, mixed the same way."""
+    mix = lambda box, t: torch.where(box > 0, t.roll(1, 0), t)  # noqa: E731
+    return 0.5 * (ce_dice_loss(logits_s1, mix(box1, target), mix(box1, weight)) + ce_dice_loss(logits_s2, mix(box2, target), mix(box2, weight)))
+
+
+def weak_targets(trainer: "Stage2Trainer", u: torch.Tensor, probs: torch.Tensor, batch: dict, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weak view's pseudo-label and weight: the assistant's refinement where there is one, else the
+    argmax kept where its confidence reaches ``threshold``."""
+    pseudo = trainer.pseudo_labels(u, probs, batch)
+    if pseudo is not None:
+        return pseudo
+    conf, target = probs.max(1)
+    return target, (conf >= threshold).float()
 
 
 class UniMatch(SupervisedOnly):
@@ -122,35 +169,52 @@ class UniMatch(SupervisedOnly):
     def losses(self, trainer: "Stage2Trainer", batch: dict) -> dict:
         net = trainer.network
         x, y, u = batch["image"], batch["label"], batch["u_image"]
-        box1, box2 = batch["u_box1"].unsqueeze(1), batch["u_box2"].unsqueeze(1)
-        # CutMix partners: every unlabelled image mixes with the next one in the batch
-        s1 = torch.where(box1 > 0, batch["u_strong1"].roll(1, 0), batch["u_strong1"])
-        s2 = torch.where(box2 > 0, batch["u_strong2"].roll(1, 0), batch["u_strong2"])
-        logits, logits_fp = net.forward_with_fp(torch.cat([x, u]))
+        s1, s2, box1, box2 = cutmix_views(batch)
+        logits, logits_fp = net(torch.cat([x, u]), perturb="fp")
         sup = ce_dice_loss(logits[: len(x)], y)
-        pred_u = logits[len(x) :].detach()
-        probs = torch.softmax(pred_u, 1)
-        pseudo = trainer.pseudo_labels(u, probs, batch)
-        if pseudo is None:
-            conf, target = probs.max(1)
-            weight = (conf >= self.threshold).float()
-        else:
-            target, weight = pseudo
+        target, weight = weak_targets(trainer, u, torch.softmax(logits[len(x) :].detach(), 1), batch, self.threshold)
         logits_s1, logits_s2 = net(torch.cat([s1, s2])).chunk(2)
-        t1 = torch.where(box1[:, 0] > 0, target.roll(1, 0), target)
-        t2 = torch.where(box2[:, 0] > 0, target.roll(1, 0), target)
-        w1 = torch.where(box1[:, 0] > 0, weight.roll(1, 0), weight)
-        w2 = torch.where(box2[:, 0] > 0, weight.roll(1, 0), weight)
-        strong = 0.5 * (ce_dice_loss(logits_s1, t1, w1) + ce_dice_loss(logits_s2, t2, w2))
+        strong = strong_loss(logits_s1, logits_s2, box1, box2, target, weight)
         fp = ce_dice_loss(logits_fp[len(x) :], target, weight)
         return {"sup": sup, "unsup": self.weight_strong * strong + self.weight_fp * fp}
 
 
-METHODS = {"supervised": SupervisedOnly, "mean_teacher": MeanTeacher, "unimatch": UniMatch}
+class UniMatchV2(EMATeacher):
+    """UniMatch V2 (Yang et al., 2024), VESSA's host: an EMA teacher labels the weak view (kept above a confidence
+    threshold), and one strong stream carries both perturbations: the two CutMix'ed strong views go through the
+    student together, their features under Complementary Dropout (complementary channel masks for the two views).
+
+    With an assistant, the teacher's prediction is refined into the pseudo-label and the assistant's per-pixel
+    weight replaces the threshold, as in UniMatch (V1). Its DINOv2 encoder cannot be had offline: the student is
+    the same UNet as for the other methods.
+
+    Args:
+        threshold: confidence threshold of the teacher's pseudo-labels (0.95).
+        ema_decay: the teacher's momentum (0.996 in UniMatch V2).
+        weight_strong: weight of the strong stream's loss (V2: the labelled and the strong losses count alike).
+    """
+
+    def __init__(self, threshold: float = 0.95, ema_decay: float = 0.996, weight_strong: float = 1.0) -> None:
+        super().__init__(ema_decay)
+        self.threshold = threshold
+        self.weight_strong = weight_strong
+
+    def losses(self, trainer: "Stage2Trainer", batch: dict) -> dict:
+        net = trainer.network
+        x, y, u = batch["image"], batch["label"], batch["u_image"]
+        s1, s2, box1, box2 = cutmix_views(batch)
+        sup = ce_dice_loss(net(x), y)
+        probs = torch.softmax(self.teacher_logits(u, train_mode=False), 1)
+        target, weight = weak_targets(trainer, u, probs, batch, self.threshold)
+        logits_s1, logits_s2 = net(torch.cat([s1, s2]), perturb="complementary").chunk(2)
+        return {"sup": sup, "unsup": self.weight_strong * strong_loss(logits_s1, logits_s2, box1, box2, target, weight)}
+
+
+METHODS = {"supervised": SupervisedOnly, "mean_teacher": MeanTeacher, "unimatch": UniMatch, "unimatch_v2": UniMatchV2}
 
 
 def build_method(name: str, **kwargs) -> SupervisedOnly:
-    """The SSL method called ``name`` (supervised, mean_teacher, unimatch) with its settings."""
+    """The SSL method called ``name`` (supervised, mean_teacher, unimatch, unimatch_v2) with its settings."""
     if name not in METHODS:
         raise ValueError(f"unknown SSL method '{name}': choose one of {sorted(METHODS)} (config id 'method')")
     return METHODS[name](**kwargs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Callable, Sequence
 
 import torch
@@ -31,6 +32,7 @@ class Stage1Trainer(Trainer):
             replaces the cross-entropy alignment term (weighted by the loss function's ``align_weight``):
             query and template class regions (two views) against ``descriptions``.
         descriptions: (sentence embeddings (M, text_dim), class index (M,)) of the class descriptions.
+        amp: mixed precision on CUDA (``torch.autocast`` and MONAI's gradient scaler); ignored on the CPU.
         Other arguments as :class:`monai.engines.SupervisedTrainer`.
     """
 
@@ -51,6 +53,7 @@ class Stage1Trainer(Trainer):
         train_handlers: Sequence | None = None,
         key_train_metric: dict | None = None,
         postprocessing: Callable | None = None,
+        amp: bool = False,
     ) -> None:
         super().__init__(
             device=device,
@@ -60,6 +63,7 @@ class Stage1Trainer(Trainer):
             key_metric=key_train_metric,
             postprocessing=postprocessing,
             decollate=False,
+            amp=bool(amp) and torch.device(device).type == "cuda",
         )
         self.network = network
         self.optimizer = optimizer
@@ -104,19 +108,26 @@ class Stage1Trainer(Trainer):
             prompts = self._add_corrective_clicks(engine, batch, prompts)
         engine.network.train()
         engine.optimizer.zero_grad(set_to_none=True)
-        out = engine.network(batch["image"], batch["templates"], batch["template_masks"], **prompts)
-        engine.fire_event(IterationEvents.FORWARD_COMPLETED)
-        align = None
-        if engine.network.has_class_text and engine.loss_function.align_weight > 0 and not engine.network.text_aligned:
-            align = engine.network.alignment_logits(out["query_embedding"], batch["label"], engine.network.class_text)
-        terms = engine.loss_function(out, batch["label"], align)
-        if engine.network.text_aligned and engine.loss_function.align_weight > 0:
-            dual = self._dual_contrastive(engine.network, out, batch)
-            terms["loss"] = terms["loss"] + engine.loss_function.align_weight * dual["loss"]
-            terms.update({"align": dual["loss"], **{f"align_{k}": v for k, v in dual.items() if k != "loss"}})
+        with torch.autocast("cuda", **engine.amp_kwargs) if engine.amp else nullcontext():
+            out = engine.network(batch["image"], batch["templates"], batch["template_masks"], **prompts)
+            engine.fire_event(IterationEvents.FORWARD_COMPLETED)
+            align = None
+            if engine.network.has_class_text and engine.loss_function.align_weight > 0 and not engine.network.text_aligned:
+                align = engine.network.alignment_logits(out["query_embedding"], batch["label"], engine.network.class_text)
+            terms = engine.loss_function(out, batch["label"], align)
+            if engine.network.text_aligned and engine.loss_function.align_weight > 0:
+                dual = self._dual_contrastive(engine.network, out, batch)
+                terms["loss"] = terms["loss"] + engine.loss_function.align_weight * dual["loss"]
+                terms.update({"align": dual["loss"], **{f"align_{k}": v for k, v in dual.items() if k != "loss"}})
         engine.fire_event(IterationEvents.LOSS_COMPLETED)
-        terms["loss"].backward()
-        engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
-        engine.optimizer.step()
+        if engine.scaler is not None:
+            engine.scaler.scale(terms["loss"]).backward()
+            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+            engine.scaler.step(engine.optimizer)
+            engine.scaler.update()
+        else:
+            terms["loss"].backward()
+            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+            engine.optimizer.step()
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
         return {name: value.detach().item() for name, value in terms.items()}

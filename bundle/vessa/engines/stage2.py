@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Sequence
 
 import torch
@@ -12,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from vessa.engines.handlers import attach_handlers
 from vessa.engines.pseudo_cache import PseudoLabelCache
-from vessa.engines.ssl_methods import SupervisedOnly
+from vessa.engines.ssl_methods import SupervisedOnly, unwrap
 from vessa.errors import DataError
 from vessa.losses.ssl import sigmoid_rampdown, sigmoid_rampup
 
@@ -35,6 +36,8 @@ class Stage2Trainer(Trainer):
         assistant_fusion: ``"replace"``: the assistant's mask is the pseudo-label everywhere; ``"uncertain"``:
             pixels where the student's confidence reaches ``fusion_threshold`` keep the student's label with
             weight 1 and the assistant decides the others (it refines where the student is unsure).
+        amp: mixed precision on CUDA (``torch.autocast`` and MONAI's gradient scaler), for the student, the
+            teacher and the assistant's refinement alike; ignored on the CPU.
     """
 
     def __init__(
@@ -56,9 +59,11 @@ class Stage2Trainer(Trainer):
         assistant_fusion: str = "replace",
         fusion_threshold: float = 0.95,
         train_handlers: Sequence | None = None,
+        amp: bool = False,
     ) -> None:
+        amp = bool(amp) and torch.device(device).type == "cuda"
         super().__init__(
-            device=device, max_epochs=max_epochs, data_loader=train_data_loader, epoch_length=epoch_length, decollate=False
+            device=device, max_epochs=max_epochs, data_loader=train_data_loader, epoch_length=epoch_length, decollate=False, amp=amp
         )
         if assistant_fusion not in ("replace", "uncertain"):
             raise ValueError(f"unknown assistant_fusion '{assistant_fusion}': use replace or uncertain")
@@ -117,10 +122,11 @@ class Stage2Trainer(Trainer):
     @torch.no_grad()
     def _refine_plain(self, plain: torch.Tensor, rows: list[int], batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """The assistant's refinement of un-augmented images from the student's current prediction on them."""
-        was_training = self.network.training
-        self.network.eval()
-        probs = torch.softmax(self.network(plain), 1)
-        self.network.train(was_training)
+        student = unwrap(self.network)  # outside the training pass: no DistributedDataParallel collective
+        was_training = student.training
+        student.eval()
+        probs = torch.softmax(student(plain), 1)
+        student.train(was_training)
         pos = batch.get("u_pos")
         return self.assistant(plain, probs, {"slice_pos": pos[rows] if pos is not None else None})
 
@@ -139,13 +145,20 @@ class Stage2Trainer(Trainer):
         engine.network.train()
         learned = engine.assistant.train_step(batch) if engine.assistant is not None else {}
         engine.optimizer.zero_grad(set_to_none=True)
-        terms = engine.method.losses(engine, batch)
+        with torch.autocast("cuda", **engine.amp_kwargs) if engine.amp else nullcontext():
+            terms = engine.method.losses(engine, batch)
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
         loss = sum(terms.values())
         engine.fire_event(IterationEvents.LOSS_COMPLETED)
-        loss.backward()
-        engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
-        engine.optimizer.step()
+        if engine.scaler is not None:
+            engine.scaler.scale(loss).backward()
+            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+            engine.scaler.step(engine.optimizer)
+            engine.scaler.update()
+        else:
+            loss.backward()
+            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+            engine.optimizer.step()
         engine.method.after_step(engine)
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
         updated = engine.update_assistant()

@@ -140,6 +140,7 @@ class VessaAssistant(MadeFor):
         point_labels: torch.Tensor | None = None,
         boxes: torch.Tensor | None = None,
         query_features: tuple[torch.Tensor, list[torch.Tensor] | None] | None = None,
+        template_features: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Segment every foreground class of ``query`` guided by its templates.
 
@@ -153,6 +154,7 @@ class VessaAssistant(MadeFor):
                 1 foreground, 0 background, -1 padding.
             boxes: (B, K, 4) optional boxes (x0, y0, x1, y1); NaN rows mean "no box" for that class.
             query_features: precomputed :meth:`encode` output of ``query`` (cached between clicks).
+            template_features: precomputed (B, T, D, h, w) embeddings of the templates (a frozen assistant's bank).
         Returns:
             ``masks`` (B, K, M, S, S) logits of the candidate masks, ``iou`` (B, K, M) predicted IoU,
             ``object_logits`` (B, K) class presence, ``best`` (B, K, S, S) logits of the candidate with
@@ -166,7 +168,7 @@ class VessaAssistant(MadeFor):
         if k != self.num_classes:
             raise ValueError(f"template_masks has {k} class channels, the assistant was built for {self.num_classes}")
         q_emb, q_high = query_features if query_features is not None else self.encode(query)
-        t_emb, _ = self.encode(templates.flatten(0, 1))
+        t_emb = template_features.flatten(0, 1) if template_features is not None else self.encode(templates.flatten(0, 1))[0]
         h, w = q_emb.shape[-2:]
         t_emb = t_emb.view(b, t, *t_emb.shape[1:])
         t_small = F.adaptive_avg_pool2d(template_masks.flatten(0, 1).float(), (h, w)).view(b, t, k, h, w)

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Sequence
 
 import monai.bundle
+import torch
 from monailabel.interfaces.datastore import Datastore, DefaultLabelTag
 from monailabel.tasks.train.bundle import BundleConstants, BundleTrainTask
 from monailabel.utils.others.generic import device_list
@@ -86,6 +88,8 @@ class VessaTrainTask(BundleTrainTask):
 
     def config(self) -> dict:
         options = {"device": device_list(), "iterations": 300, "pretrained": True}
+        if self.stage == "stage2":
+            options["multi_gpu"] = torch.cuda.device_count() > 1
         if self.stage == "stage1":
             options["text_alignment"] = False
         if self.stage == "stage2":
@@ -94,8 +98,29 @@ class VessaTrainTask(BundleTrainTask):
 
     def __call__(self, request: dict, datastore: Datastore) -> dict:
         self._request = request
-        super().__call__({"val_split": 0.0, "multi_gpu": False, "tracking": "None", "run_id": "training", **request}, datastore)
+        gpus = self.gpus(request)
+        if self.stage == "stage2" and request.get("multi_gpu", False) and len(gpus) > 1:
+            self._fetch_datalist(request, datastore)
+            self._run_command(self.multi_gpu_command(len(gpus)), {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus))})
+        else:
+            super().__call__({"val_split": 0.0, "tracking": "None", "run_id": "training", **request, "multi_gpu": False}, datastore)
         return {"stage": self.stage, "model_versions": self.served.versions()}
+
+    @staticmethod
+    def gpus(request: dict) -> list[int]:
+        """The GPUs a request asks for (MONAI Label's ``gpus`` option: ``all`` or a comma list)."""
+        wanted = request.get("gpus", "all")
+        return list(range(torch.cuda.device_count())) if wanted == "all" else [int(g) for g in str(wanted).split(",")]
+
+    def multi_gpu_command(self, nproc: int) -> list[str]:
+        """``torchrun`` over the stage's configs and ``configs/multi_gpu_train.json`` (DistributedDataParallel, one
+        process per GPU) with the overrides of a single-GPU run, handed over as MONAI's ``--args_file``; MONAI Label
+        runs it and streams its output."""
+        overrides = self._update_overrides({"train#handlers": self.bundle_config.get(self.const.key_train_handlers(), [])})
+        configs = self.config_files + [str(self.served.bundle_root / "configs" / "multi_gpu_train.json")]
+        args = {"config_file": configs, "logging_file": str(self.served.bundle_root / "configs" / "logging.conf"), **overrides}
+        args_file = atomic_write_json(args, self.work_dir / "multi_gpu_args.json")
+        return ["torchrun", "--standalone", "--nnodes=1", f"--nproc_per_node={nproc}", "-m", "monai.bundle", "run", "training", "--args_file", str(args_file)]
 
     def _fetch_datalist(self, request: dict, datastore: Datastore) -> list[dict]:
         write_datastore_dataset(datastore, self.served.labels(), self.work_dir / "data")
