@@ -160,18 +160,28 @@ def run_all(tree: Path, label: str, schedule: str, iterations: int, warmup: int,
         OUT.write_text(json.dumps(results, indent=2))
 
 
+def cell(run: dict) -> str:
+    """Seconds per iteration, or why there is none: not measured, not in that tree (a method it lacks), failed."""
+    if "seconds_per_iteration" in run:
+        return f"{run['seconds_per_iteration']:.2f}"
+    if not run:
+        return "not measured"
+    return "not in that tree" if run["error"].startswith("KeyError") else "failed"
+
+
 def report() -> str:
     """The before / after table of docs/results/speed.json."""
     results = json.loads(OUT.read_text())
     labels = list(results["runs"])
-    head = "| method + assistant | " + " | ".join(f"s/it {label}" for label in labels) + " | where the time goes (" + labels[-1] + "): " + ", ".join(PHASES) + " | validation |"
+    head = "| method + assistant | " + " | ".join(f"s/it {label}" for label in labels) + " | where the time goes, s/it (last measured): " + ", ".join(PHASES) + " | validation (20 volumes) |"
     rows = [head, "|---" * (3 + len(labels)) + "|"]
     for combination in COMBINATIONS:
         cells = [results["runs"][label].get(combination, {}) for label in labels]
-        last = cells[-1]
-        phases = " / ".join(f"{last['phases_per_iteration'][p]:.2f}" for p in PHASES) if "phases_per_iteration" in last else ""
-        values = [f"{c['seconds_per_iteration']:.2f}" if "seconds_per_iteration" in c else ("n/a" if not c else "failed") for c in cells]
-        rows.append(f"| {combination} | " + " | ".join(values) + f" | {phases} | {last.get('validation_seconds', '')} s |")
+        measured = [(label, c) for label, c in zip(labels, cells) if "phases_per_iteration" in c]
+        label, last = measured[-1] if measured else ("", {})
+        phases = " / ".join(f"{last['phases_per_iteration'][p]:.2f}" for p in PHASES) + f" ({label})" if last else ""
+        validation = f"{last['validation_seconds']} s" if last else ""
+        rows.append(f"| {combination} | " + " | ".join(cell(c) for c in cells) + f" | {phases} | {validation} |")
     legend = "; ".join(f"**{label}**: {text}" for label, text in results.get("labels", {}).items())
     return f"{results['setting']}; {results['machine']}. {legend}.\n\n" + "\n".join(rows)
 

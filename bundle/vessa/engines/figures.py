@@ -78,7 +78,7 @@ def stage2_curves(records: list[dict], out_dir: str | Path) -> list[Path]:
     for name, runs in settings.items():
         fig, (ax_val, ax_pl) = plt.subplots(1, 2, figsize=(11, 3.8))
         for r in runs:
-            label = r["method"] + ("" if r["assistant"] == "none" else f" + {r['assistant']}") + (f" ({r['variant']})" if r.get("variant") else "")
+            label = r["method"] + ("" if r["assistant"] == "none" else f" + {r['assistant']}") + (f" ({r['variant']})" if r.get("variant") else "") + (f", seed {r['seed']}" if r.get("seed") else "")
             if r["val_curve"]:
                 ax_val.plot([c["iteration"] for c in r["val_curve"]], [100 * c["val_dice"] for c in r["val_curve"]], marker="o", ms=3, label=label)
             rows = r["pseudo_label_dice"]
