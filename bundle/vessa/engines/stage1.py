@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Callable, Sequence
 
 import torch
@@ -11,6 +10,7 @@ from monai.engines.utils import IterationEvents
 from torch.optim import Optimizer
 from torch.utils.data import DataLoader
 
+from vessa.engines.amp import autocast, backward_and_step
 from vessa.engines.handlers import attach_handlers
 from vessa.engines.prompts import corrective_clicks, simulate_prompts
 from vessa.losses.assistant_loss import AssistantLoss
@@ -108,7 +108,7 @@ class Stage1Trainer(Trainer):
             prompts = self._add_corrective_clicks(engine, batch, prompts)
         engine.network.train()
         engine.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", **engine.amp_kwargs) if engine.amp else nullcontext():
+        with autocast(engine):
             out = engine.network(batch["image"], batch["templates"], batch["template_masks"], **prompts)
             engine.fire_event(IterationEvents.FORWARD_COMPLETED)
             align = None
@@ -120,14 +120,6 @@ class Stage1Trainer(Trainer):
                 terms["loss"] = terms["loss"] + engine.loss_function.align_weight * dual["loss"]
                 terms.update({"align": dual["loss"], **{f"align_{k}": v for k, v in dual.items() if k != "loss"}})
         engine.fire_event(IterationEvents.LOSS_COMPLETED)
-        if engine.scaler is not None:
-            engine.scaler.scale(terms["loss"]).backward()
-            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
-            engine.scaler.step(engine.optimizer)
-            engine.scaler.update()
-        else:
-            terms["loss"].backward()
-            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
-            engine.optimizer.step()
+        backward_and_step(engine, terms["loss"])
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
         return {name: value.detach().item() for name, value in terms.items()}

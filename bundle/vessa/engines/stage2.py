@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Sequence
 
 import torch
@@ -11,6 +10,7 @@ from monai.engines.utils import IterationEvents
 from torch.optim import Optimizer
 from torch.utils.data import DataLoader
 
+from vessa.engines.amp import autocast, backward_and_step
 from vessa.engines.handlers import attach_handlers
 from vessa.engines.pseudo_cache import PseudoLabelCache
 from vessa.engines.ssl_methods import SupervisedOnly, unwrap
@@ -145,20 +145,12 @@ class Stage2Trainer(Trainer):
         engine.network.train()
         learned = engine.assistant.train_step(batch) if engine.assistant is not None else {}
         engine.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", **engine.amp_kwargs) if engine.amp else nullcontext():
+        with autocast(engine):
             terms = engine.method.losses(engine, batch)
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
         loss = sum(terms.values())
         engine.fire_event(IterationEvents.LOSS_COMPLETED)
-        if engine.scaler is not None:
-            engine.scaler.scale(loss).backward()
-            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
-            engine.scaler.step(engine.optimizer)
-            engine.scaler.update()
-        else:
-            loss.backward()
-            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
-            engine.optimizer.step()
+        backward_and_step(engine, loss)
         engine.method.after_step(engine)
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
         updated = engine.update_assistant()
