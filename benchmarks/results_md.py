@@ -19,3 +19,10 @@ def write_section(name: str, markdown: str, path: Path = RESULTS_MD) -> Path:
         text = text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text)
     return path
+
+
+def show_section(name: str, markdown: str, write: bool) -> None:
+    """Print a benchmark's generated table and, with ``write``, put it into docs/results.md as section ``name``."""
+    print(markdown)
+    if write:
+        write_section(name, markdown)

@@ -203,12 +203,9 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="with --report: write the table into docs/results.md")
     args = parser.parse_args()
     if args.report:
-        table = report()
-        print(table)
-        if args.write:
-            from results_md import write_section
+        from results_md import show_section
 
-            write_section("speed", table)
+        show_section("speed", report(), args.write)
         return
     if args.one:
         print(json.dumps(measure(args.tree.resolve(), args.one, args.schedule, args.iterations, args.warmup, args.workers, args.batch, args.patch, args.dataset)))

@@ -47,12 +47,25 @@ CONVERGED_RUNS = (
 )
 
 
-def out_dir(schedule: str) -> Path:
-    """Records of the short budget in docs/results/stage2, of a schedule overlay in docs/results/converged."""
+DATA_DIRS: dict[str, Path] = {}  # data sets built outside ../shared/data (--data)
+
+
+def dataset_dir(dataset: str) -> Path:
+    """Where ``dataset`` lives: its ``--data`` folder, else ../shared/data/<dataset>."""
+    return DATA_DIRS.get(dataset, DATA / dataset)
+
+
+def out_dir(schedule: str, dataset: str = "") -> Path:
+    """Records of the short budget in docs/results/stage2, of a schedule overlay in docs/results/converged; a data set
+    with its own protocol (MoNuSeg) in docs/results/<its name>."""
+    if DATASETS.get(dataset, {}).get("own_protocol"):
+        return RESULTS / dataset
     return RESULTS / ("converged" if schedule else "stage2")
 
 
-def runs_dir(schedule: str) -> Path:
+def runs_dir(schedule: str, dataset: str = "") -> Path:
+    if DATASETS.get(dataset, {}).get("own_protocol"):
+        return REPO / "runs" / "bench" / dataset
     return REPO / "runs" / "bench" / (f"stage2_{schedule}" if schedule else "stage2")
 # Optional third part of a run name: settings of a variant of the assistant's use (method+assistant+variant)
 VARIANTS = {
@@ -61,6 +74,9 @@ VARIANTS = {
     "text": {},  # the stage-1 assistant trained with text alignment (see stage1_name)
     "nosss": {"assistant_args#text_vlm#sss_lambda": 0.0},  # text_vlm: plain cosines in the contrastive losses
     "nocontrast": {"assistant_args#text_vlm#contrastive_weight": 0.0},  # text_vlm: mask loss only
+    "notextloss": {"assistant_args#text_vlm#use_text_target": False},  # text_vlm: no loss on its text-guided mask
+    "nopretrain": {"vlm_pretrain_iterations": 0},  # text_vlm: no vision-language pre-training before stage 2
+    "classtext": {"assistant_args#text_vlm#use_image_text": False},  # text_vlm: class descriptions only, not the image's own text
 }
 SMOKE_ITERATIONS = 6  # SemiSAM+ with random SAM2 weights: a smoke run, not a result
 
@@ -81,6 +97,15 @@ DATASETS = {
         "eval": {"mode": "sliding", "normalize": "none", "overlap": 0.25},
         "diag_interval": 50,
     },
+    # LViT / DuSSS protocol (configs/monuseg.json: its schedule, early stopping and optimiser); scored at 224 x 224 as LViT does
+    "monuseg": {
+        "configs": ["stage2.json", "monuseg.json"],
+        "own_protocol": True,
+        "stage2": {},
+        "stage1": {"image_size": 224, "train_normalize": "slice"},
+        "eval": {"mode": "slicewise", "normalize": "slice", "overlap": 0.5, "resize": 224},
+        "diag_interval": 60,
+    },
 }
 
 
@@ -90,7 +115,7 @@ def setting_name(dataset: str, labeled: str, tag: str = "", seed: int = 0) -> st
 
 
 def setting_dir(dataset: str, labeled: str, tag: str = "", seed: int = 0, schedule: str = "") -> Path:
-    return runs_dir(schedule) / setting_name(dataset, labeled, tag, seed)
+    return runs_dir(schedule, dataset) / setting_name(dataset, labeled, tag, seed)
 
 
 def stage1_name(text: bool) -> str:
@@ -132,14 +157,14 @@ def train_stage1(dataset: str, labeled: str, iterations: int, tag: str = "", tex
     cfg = DATASETS[dataset]
     root = setting_dir(dataset, labeled, tag, seed, schedule)
     name = stage1_name(text)
-    out = out_dir(schedule)
+    out = out_dir(schedule, dataset)
     record_path = out / f"{setting_name(dataset, labeled, tag, seed)}_{name}.json"
     if (root / name / "assistant.pt").is_file() and record_path.is_file():
         return json.loads(record_path.read_text())
     start = time.time()
-    _, split = load_split(DATA / dataset, labeled_arg(labeled), seed, root / f"{name}_run")
+    _, split = load_split(dataset_dir(dataset), labeled_arg(labeled), seed, root / f"{name}_run")
     overrides = {**cfg["stage1"], "iterations": iterations, "epoch_length": 100, "val_interval": 2, "text_alignment": text, "seed": seed, "train#handlers#4#_disabled_": True}
-    ensure_stage1(root / name, split, dataset_dir=str(DATA / dataset), labeled=labeled_arg(labeled), run_dir=str(root / f"{name}_run"), **overrides)
+    ensure_stage1(root / name, split, dataset_dir=str(dataset_dir(dataset)), labeled=labeled_arg(labeled), run_dir=str(root / f"{name}_run"), **overrides)
     record = {
         "dataset": dataset, "labeled": labeled, "tag": tag, "seed": seed, "schedule": schedule or "short", "text_alignment": text, "iterations": iterations,
         "train_seconds": round(time.time() - start, 1), "peak_rss_mb": peak_rss_mb(), "machine": machine(),
@@ -166,8 +191,8 @@ def run_one(dataset: str, labeled: str, run: str, iterations: int, tag: str = ""
     configs = cfg["configs"] + ([f"schedule_{schedule}.json"] if schedule else [])
     overrides = {
         **({} if schedule else cfg["stage2"]),  # a schedule overlay brings its own iterations, patch, batch and optimiser
-        **({} if schedule else {"iterations": iterations}),
-        "dataset_dir": str(DATA / dataset),
+        **({} if schedule or cfg.get("own_protocol") else {"iterations": iterations}),
+        "dataset_dir": str(dataset_dir(dataset)),
         "labeled": labeled_arg(labeled),
         "seed": seed,
         "method": method,
@@ -221,14 +246,16 @@ def run_one(dataset: str, labeled: str, run: str, iterations: int, tag: str = ""
     elapsed_path.write_text(json.dumps(elapsed))
     network = wf.parser.get_parsed_content("network")
     network.load_state_dict(torch.load(root / "models" / "model.pt", map_location="cpu", weights_only=True))
-    datalist = load_datalist(DATA / dataset)
+    datalist = load_datalist(dataset_dir(dataset))
     volumes = load_eval_volumes(datalist, "test", cfg["eval"]["normalize"])
+    if cfg["eval"].get("resize"):
+        volumes = [resized(v, cfg["eval"]["resize"]) for v in volumes]
     start = time.time()
     patch = wf.parser.get_parsed_content("patch_size")
     result = evaluate_student(network, volumes, datalist.label_values, datalist.labels, cfg["eval"]["mode"], patch, "cpu", progress=False, overlap=cfg["eval"]["overlap"])
     record = {
         "dataset": dataset,
-        "labeled": labeled,
+        "labeled": fraction(labeled) if cfg.get("own_protocol") else labeled,
         "tag": tag,
         "seed": seed,
         "schedule": schedule or "short",
@@ -246,15 +273,28 @@ def run_one(dataset: str, labeled: str, run: str, iterations: int, tag: str = ""
         "peak_rss_mb": peak_rss_mb(),
         "machine": machine(),
         "checkpoint": "best on validation" if data["val_volumes"] else "final",
+        "early_stopped": trainer.state.iteration < wf.parser.get_parsed_content("iterations"),
         "val_curve": curve,
         "pseudo_label_dice": diagnostics.rows if diagnostics else [],
         "test": result["summary"],
     }
-    out = out_dir(schedule)
+    out = out_dir(schedule, dataset)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{setting_name(dataset, labeled, tag, seed)}_{run}.json").write_text(json.dumps(record, indent=2))
     print(f"{setting_name(dataset, labeled, tag, seed)} {run}: test mean Dice {100 * result['summary']['mean']['dice']:.1f}, {train_s / 60:.1f} min, peak RSS {record['peak_rss_mb'] / 1024:.2f} GB")
     return record
+
+
+def resized(volume: dict, size: int) -> dict:
+    """A 2D test case with its image (bilinear) and label (nearest) resized to ``size`` x ``size``: LViT scores MoNuSeg at 224."""
+    from vessa.data.template_bank import resize_image, resize_label
+
+    return {**volume, "image": resize_image(volume["image"], size).numpy(), "label": resize_label(volume["label"], size).numpy()}
+
+
+def fraction(labeled: str) -> float:
+    """The labelled fraction of a ratio split ("0.25"), 1.0 for "all"."""
+    return 1.0 if labeled == "all" else float(labeled)
 
 
 def records(schedule: str = "") -> list[dict]:
@@ -340,6 +380,7 @@ def converged_table() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="acdc")
+    parser.add_argument("--data", help="folder of the data set when it is not in ../shared/data (MoNuSeg: built by ../shared/tools/prepare_data.py)")
     parser.add_argument("--labeled", default="3", help="a split key of dataset.json (ACDC 1/3/7, LA 4/8), a ratio of the training cases (0.25) or 'all'")
     parser.add_argument("--runs", default="", help="comma-separated method+assistant[+variant] runs (default: the short or the converged list)")
     parser.add_argument("--iterations", type=int, default=600, help="stage-2 iterations of the short budget (a --schedule sets its own)")
@@ -363,8 +404,10 @@ def main() -> None:
 
                 write_section("converged", table)
         return
-    if not (DATA / args.dataset).is_dir():
-        sys.exit(f"{args.dataset} not found at {DATA / args.dataset}: this benchmark reads ../shared/data")
+    if args.data:
+        DATA_DIRS[args.dataset] = Path(args.data).resolve()
+    if not dataset_dir(args.dataset).is_dir():
+        sys.exit(f"{args.dataset} not found at {dataset_dir(args.dataset)}: build it (../shared/data/README.md) and pass --data FOLDER")
     if args.stage1:
         train_stage1(args.dataset, args.labeled, args.stage1_iterations, args.tag, args.text, args.seed, args.schedule)
         return
@@ -373,7 +416,7 @@ def main() -> None:
         return
     runs = args.runs.split(",") if args.runs else list(CONVERGED_RUNS if args.schedule else ALL_RUNS)
     base = [sys.executable, __file__, "--dataset", args.dataset, "--labeled", args.labeled, "--iterations", str(args.iterations), "--tag", args.tag]
-    base += ["--seed", str(args.seed), "--schedule", args.schedule]
+    base += ["--seed", str(args.seed), "--schedule", args.schedule] + (["--data", args.data] if args.data else [])
     vessa_runs = [r.split("+") for r in runs if r.split("+")[1] == "vessa"]
     for text in sorted({"text" in r[2:] for r in vessa_runs}):
         subprocess.run(base + ["--stage1", "--stage1_iterations", str(args.stage1_iterations)] + (["--text"] if text else []), check=True)

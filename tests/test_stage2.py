@@ -11,7 +11,7 @@ from monai.bundle import ConfigWorkflow
 
 from vessa.errors import CheckpointError
 
-FAST = {"iterations": 4, "epoch_length": 2, "val_interval": 2, "batch_size": 2, "patch_size": 64, "train#handlers#4#_disabled_": True}
+FAST = {"iterations": 4, "epoch_length": 2, "val_interval": 2, "batch_size": 2, "patch_size": 64, "vlm_pretrain_iterations": 2, "train#handlers#4#_disabled_": True}
 
 
 def stage2_workflow(bundle_root, **overrides) -> ConfigWorkflow:
@@ -219,3 +219,16 @@ def test_cached_pseudo_labels_are_refined_once_per_image_until_refreshed(tmp_pat
     wf.run()
     assert trainer.state.iteration == 6
     assert 0 < trainer.pseudo_cache.refinements == len(seen) < 24
+
+
+def test_a_resumed_run_keeps_its_best_validation_score_and_early_stopping_count(tmp_path):
+    wf = stage2_workflow(tmp_path, method="supervised", assistant="none", val_interval=1, early_stopping_patience=5)
+    wf.run()
+    saved = torch.load(tmp_path / "runs" / "sample_2d" / "stage2" / "latest.pt", weights_only=False)
+    assert len(saved["best_model"]["_saved"]) == 1 and {"counter", "best_score"} <= set(saved["early_stopping"])
+    resumed = stage2_workflow(tmp_path, method="supervised", assistant="none", iterations=6, val_interval=1, early_stopping_patience=5)
+    resumed.parser.get_parsed_content("checkpoint").load(resumed.parser.get_parsed_content("train#trainer"))
+    saver = resumed.parser.get_parsed_content("validate#handlers")[2]
+    # a fresh saver would hold no best score and overwrite model.pt at its first validation, however bad
+    assert [tuple(s) for s in saver._key_metric_checkpoint._saved] == [tuple(s) for s in saved["best_model"]["_saved"]]
+    assert resumed.parser.get_parsed_content("early_stopping").best_score == saved["early_stopping"]["best_score"]

@@ -27,12 +27,14 @@ def _build(name: str, device, vessa: dict | None, sam2_generalist: dict | None, 
         from vessa.assistants.vessa_assistant import VessaPseudoLabeler
         from vessa.data.template_bank import TemplateBank
         from vessa.engines.assistant_inference import load_assistant
+        from vessa.networks.image_text import ImageTextPrompts
 
         args = dict(vessa or {})
         bank = TemplateBank.load(Path(args["bank_path"]))
         model = load_assistant(args["assistant_path"], bank, device)
         return VessaPseudoLabeler(
-            model, bank, args.get("num_templates", 1), args.get("use_box", True), args.get("update_lr", 0.0), args.get("update_coverage", 0.9)
+            model, bank, args.get("num_templates", 1), args.get("use_box", True), args.get("update_lr", 0.0), args.get("update_coverage", 0.9),
+            image_texts=ImageTextPrompts(args.get("text_model_path")) if args.get("use_image_text", True) else None,
         )
     if name == "sam2_generalist":
         from vessa.assistants.sam2_generalist import Sam2Generalist

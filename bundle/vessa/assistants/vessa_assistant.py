@@ -11,6 +11,7 @@ from vessa.data.template_bank import TemplateBank
 from vessa.engines.prompts import mask_boxes, simulate_prompts
 from vessa.losses.assistant_loss import AssistantLoss
 from vessa.networks.assistant import VessaAssistant, merge_classes
+from vessa.networks.image_text import ImageTextPrompts
 
 
 def boxes_from_probs(probs: torch.Tensor) -> torch.Tensor:
@@ -32,6 +33,9 @@ class VessaPseudoLabeler(Assistant):
     whose student prediction is confident on at least ``update_coverage`` of the pixels, with the
     student's mask as target and stage 1's simulated prompts (so the assistant adapts to the unlabelled
     images without learning to copy its coarse-mask prompt).
+
+    ``image_texts``: where the unlabelled images carry their own sentence (``meta["text"]``), the text token is
+    made from it joined with the class text, as stage 1 trained it (None: the class text only).
     """
 
     def __init__(
@@ -43,12 +47,14 @@ class VessaPseudoLabeler(Assistant):
         update_lr: float = 0.0,
         update_coverage: float = 0.9,
         seed: int = 0,
+        image_texts: ImageTextPrompts | None = None,
     ) -> None:
         self.model = model
         self.bank = bank
         self.num_templates = num_templates
         self.use_box = use_box
         self.update_coverage = update_coverage
+        self.image_texts = image_texts
         self.optimizer = torch.optim.Adam(model.parameters(), lr=update_lr) if update_lr > 0 else None
         self.loss = AssistantLoss(align_weight=0.0)
         self.generator = torch.Generator().manual_seed(seed)
@@ -79,6 +85,12 @@ class VessaPseudoLabeler(Assistant):
                 self._bank_features = torch.cat([self.model.encode(part.to(device))[0] for part in images.split(32)])
         return self._bank_features
 
+    def text_prompts(self, texts: list[str] | None) -> torch.Tensor | None:
+        """(B, K, text_dim) per-image prompts from the images' own sentences; None without texts (the class text is used)."""
+        if self.image_texts is None or not self.model.has_class_text:
+            return None
+        return self.image_texts(self.model.class_text, texts)
+
     def refine(self, images: torch.Tensor, student_probs: torch.Tensor, meta: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         self.model.eval()
         size, (h, w) = self.bank.image_size, images.shape[-2:]
@@ -88,7 +100,10 @@ class VessaPseudoLabeler(Assistant):
             t_img, t_mask, indices = self._templates(x, (meta or {}).get("slice_pos"))
             features = self.bank_features(x.device)
             t_feat = features[torch.tensor(indices, device=features.device)] if features is not None else None
-            out = self.model(x, t_img, t_mask, coarse_mask=probs[:, 1:], boxes=boxes_from_probs(probs) if self.use_box else None, template_features=t_feat)
+            out = self.model(
+                x, t_img, t_mask, text_embeddings=self.text_prompts((meta or {}).get("text")),
+                coarse_mask=probs[:, 1:], boxes=boxes_from_probs(probs) if self.use_box else None, template_features=t_feat,
+            )
             logits = F.interpolate(out["best"], size=(h, w), mode="bilinear", align_corners=False)
             labels = merge_classes(logits)
             iou = out["iou"].max(-1).values.clamp(0, 1)  # (B, K)

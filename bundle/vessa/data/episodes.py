@@ -49,6 +49,7 @@ class EpisodeDataset(RandomStreamDataset):
         self.num_templates = num_templates
         self.retrieve_k = max(retrieve_k, num_templates)
         self.augment = augment
+        self.has_text = any(s.get("text") for s in self.slices)
 
     def __getitem__(self, index: int) -> dict:
         g = self.generator(index)
@@ -63,4 +64,7 @@ class EpisodeDataset(RandomStreamDataset):
         while templates.shape[0] < self.num_templates:  # fewer exemplars than templates asked for
             templates, template_masks = torch.cat([templates, templates[:1]]), torch.cat([template_masks, template_masks[:1]])
         target = torch.stack([(label == v) for v in self.bank.foreground]).float()
-        return {"image": image, "label": target, "templates": templates, "template_masks": template_masks}
+        item = {"image": image, "label": target, "templates": templates, "template_masks": template_masks}
+        if self.has_text:
+            item["text"] = s.get("text", "")  # the query's own sentence ("" for a case without one)
+        return item

@@ -51,7 +51,9 @@ class SemiSupervisedDataset(RandomStreamDataset):
     ``u_image`` (weak view), ``u_strong1``/``u_strong2`` (strong views of the same weak view),
     ``u_box1``/``u_box2`` (CutMix boxes), ``u_pos`` (relative slice position, for template retrieval),
     ``u_index`` (position in ``unlabeled_slices``), and ``u_plain`` / ``u_theta`` (the un-augmented
-    image and the affine that made the weak view from it, for cached pseudo-labels). ``length`` items in the
+    image and the affine that made the weak view from it, for cached pseudo-labels). When any slice carries a
+    ``text`` (the case's own sentence), items also hold ``text`` and ``u_text`` ("" for a case without one).
+    ``length`` items in the
     whole run, drawn from the random stream of ``seed`` and ``rank`` (:class:`RandomStreamDataset`).
     """
 
@@ -62,12 +64,15 @@ class SemiSupervisedDataset(RandomStreamDataset):
         self.labeled = labeled_slices
         self.unlabeled = unlabeled_slices
         self.patch_size = patch_size
+        self.has_text = any(s.get("text") for s in [*labeled_slices, *unlabeled_slices])
 
     def __getitem__(self, index: int) -> dict:
         g, size = self.generator(index), self.patch_size
         s = self.labeled[int(torch.randint(0, len(self.labeled), (1,), generator=g))]
         image, label = augment_pair(resize_image(s["image"], size), resize_label(s["label"], size), g)
         item = {"image": image, "label": label}
+        if self.has_text:
+            item["text"] = s.get("text", "")
         if self.unlabeled:
             u_index = int(torch.randint(0, len(self.unlabeled), (1,), generator=g))
             u_img = resize_image(self.unlabeled[u_index]["image"], size)
@@ -83,4 +88,6 @@ class SemiSupervisedDataset(RandomStreamDataset):
                 u_index=u_index,
                 u_pos=float(self.unlabeled[u_index].get("slice_pos", 0.5)),
             )
+            if self.has_text:
+                item["u_text"] = self.unlabeled[u_index].get("text", "")
         return item

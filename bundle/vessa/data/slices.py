@@ -41,7 +41,9 @@ def load_slices(
     axis: int = -1,
 ) -> list[dict]:
     """One dict per 2D slice: image (C,H,W) float32, label (H,W) int64 (if ``with_labels``), id, slice_index,
-    slice_pos (z/(D-1), 0.5 for a single slice / 2D image) and num_slices.
+    slice_pos (z/(D-1), 0.5 for a single slice / 2D image), num_slices, and the case's ``text`` (its own
+    sentence, e.g. MoNuSeg's LViT description) when the entry has one: a text is not a label, so unlabelled
+    slices keep it too.
 
     ``normalize``: "slice" (each 2D slice min-max on its own), "volume" (whole volume min-max) or "none".
     With ``with_labels=False`` no label file is ever opened.
@@ -61,9 +63,10 @@ def load_slices(
             label = load_label(item["label"], label_values)
             check_same_shape(image, label, item["image"], item["label"])
         entry_id = str(item.get("id", item["image"]))
+        text = {"text": str(item["text"])} if item.get("text") else {}
         if image.ndim == 3:  # 2D image (C,H,W)
             img = image if normalize == "none" else normalize_minmax(image)
-            rec = {"image": img, "id": entry_id, "slice_index": 0, "slice_pos": 0.5, "num_slices": 1}
+            rec = {"image": img, "id": entry_id, "slice_index": 0, "slice_pos": 0.5, "num_slices": 1, **text}
             if label is not None:
                 rec["label"] = label
             out.append(rec)
@@ -86,6 +89,7 @@ def load_slices(
                 "slice_index": z,
                 "slice_pos": z / (depth - 1) if depth > 1 else 0.5,
                 "num_slices": depth,
+                **text,
             }
             if lab is not None:
                 rec["label"] = np.ascontiguousarray(lab[z])

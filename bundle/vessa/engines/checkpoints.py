@@ -18,6 +18,19 @@ from vessa.errors import CheckpointError
 logger = logging.getLogger(__name__)
 
 
+def as_flag(value, name: str) -> bool:
+    """A switch given on the command line or in a config: a bool, or one of true/false/yes/no/on/off/1/0 in any case
+    (``python -m monai.bundle run ... --resume false`` hands over the string 'false', which Python reads as true)."""
+    if isinstance(value, bool) or value in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0", "none", ""):
+        return False
+    raise ValueError(f"'{name}' must be true or false, got {value!r}")
+
+
 def _plain(value):
     """JSON-like copy (tuples as lists, keys as strings): records compare equal after a save and a load."""
     return json.loads(json.dumps(value))
@@ -96,7 +109,7 @@ class ResumableCheckpoint:
         self.path = Path(run_dir) / filename
         self.save_dict = {k: v for k, v in save_dict.items() if v is not None}
         self.interval = interval
-        self.resume = resume
+        self.resume = as_flag(resume, "resume")
         self.made_for = _plain(made_for) if made_for else None
 
     def attach(self, engine: Engine) -> None:
@@ -130,6 +143,23 @@ class ResumableCheckpoint:
         if self.made_for is not None:
             state["made_for"] = self.made_for
         atomic_torch_save(state, self.path)
+
+
+class KeyMetricTracking:
+    """The best-so-far record of a MONAI ``CheckpointSaver`` (``save_key_metric``) as an object with
+    ``state_dict`` / ``load_state_dict``, for :class:`ResumableCheckpoint`: a resumed run then replaces the
+    best checkpoint only with a better one (a fresh saver would overwrite it at its first validation)."""
+
+    def __init__(self, saver) -> None:
+        if saver._key_metric_checkpoint is None:
+            raise ValueError("KeyMetricTracking needs a CheckpointSaver with save_key_metric=True")
+        self.saver = saver
+
+    def state_dict(self) -> dict:
+        return self.saver._key_metric_checkpoint.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.saver.load_state_dict(state)
 
 
 def atomic_write_json(obj, path: str | Path) -> Path:

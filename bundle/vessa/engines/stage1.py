@@ -16,6 +16,7 @@ from vessa.engines.prompts import corrective_clicks, simulate_prompts
 from vessa.losses.assistant_loss import AssistantLoss
 from vessa.losses.contrastive import DualContrastiveLoss
 from vessa.networks.assistant import VessaAssistant
+from vessa.networks.image_text import ImageTextPrompts
 
 
 class Stage1Trainer(Trainer):
@@ -32,6 +33,8 @@ class Stage1Trainer(Trainer):
             replaces the cross-entropy alignment term (weighted by the loss function's ``align_weight``):
             query and template class regions (two views) against ``descriptions``.
         descriptions: (sentence embeddings (M, text_dim), class index (M,)) of the class descriptions.
+        image_texts: where the queries carry their own sentence (episode ``text``), the text token is made from it
+            joined with the class text (:mod:`vessa.networks.image_text`); None: the class text only.
         amp: mixed precision on CUDA (``torch.autocast`` and MONAI's gradient scaler); ignored on the CPU.
         Other arguments as :class:`monai.engines.SupervisedTrainer`.
     """
@@ -50,6 +53,7 @@ class Stage1Trainer(Trainer):
         seed: int = 0,
         dual_loss: DualContrastiveLoss | None = None,
         descriptions: tuple[torch.Tensor, torch.Tensor] | None = None,
+        image_texts: ImageTextPrompts | None = None,
         train_handlers: Sequence | None = None,
         key_train_metric: dict | None = None,
         postprocessing: Callable | None = None,
@@ -73,6 +77,7 @@ class Stage1Trainer(Trainer):
             raise ValueError("an assistant with text_alignment needs dual_loss and descriptions (config ids 'dual_loss', 'descriptions')")
         self.dual_loss = dual_loss
         self.descriptions = descriptions
+        self.image_texts = image_texts
         self.corrective_clicks = corrective_clicks
         self.generator = torch.Generator().manual_seed(seed)
         attach_handlers(self, train_handlers)
@@ -101,9 +106,12 @@ class Stage1Trainer(Trainer):
 
     def _iteration(self, engine: "Stage1Trainer", batchdata: dict[str, torch.Tensor]) -> dict:
         device = engine.state.device
-        batch = {k: v.to(device) for k, v in batchdata.items()}
+        texts = batchdata.get("text")
+        batch = {k: v.to(device) for k, v in batchdata.items() if k != "text"}
         prompts = simulate_prompts(batch["label"].cpu(), self.generator, **self.prompt_kwargs)
         prompts = {k: (v.to(device) if v is not None else None) for k, v in prompts.items()}
+        if self.image_texts is not None and engine.network.has_class_text:
+            prompts["text_embeddings"] = self.image_texts(engine.network.class_text, texts)
         if self.corrective_clicks > 0 and torch.rand(1, generator=self.generator) < self.corrective_clicks:
             prompts = self._add_corrective_clicks(engine, batch, prompts)
         engine.network.train()

@@ -100,7 +100,7 @@ class Stage2Trainer(Trainer):
         ``images`` given the student's ``probs``; None without an assistant."""
         if self.assistant is None:
             return None
-        meta = {"slice_pos": batch.get("u_pos")}
+        meta = {"slice_pos": batch.get("u_pos"), "text": batch.get("u_text")}
         self._last_unlabeled = (images, probs, meta)
         if self.pseudo_cache is not None and "u_theta" in batch:
             targets = [self.pseudo_cache.lookup(batch, self.state.iteration, lambda plain, rows: self._refine_plain(plain, rows, batch))]
@@ -127,8 +127,9 @@ class Stage2Trainer(Trainer):
         student.eval()
         probs = torch.softmax(student(plain), 1)
         student.train(was_training)
-        pos = batch.get("u_pos")
-        return self.assistant(plain, probs, {"slice_pos": pos[rows] if pos is not None else None})
+        pos, texts = batch.get("u_pos"), batch.get("u_text")
+        meta = {"slice_pos": pos[rows] if pos is not None else None, "text": [texts[r] for r in rows] if texts else None}
+        return self.assistant(plain, probs, meta)
 
     def update_assistant(self) -> dict:
         """Dynamic interaction: the assistant learns from the student's confident prediction on the last unlabelled batch."""

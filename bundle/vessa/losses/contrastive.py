@@ -87,17 +87,22 @@ class DualContrastiveLoss(nn.Module):
         regions: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
         texts: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
         view_of: torch.Tensor | None = None,
+        region_text: torch.Tensor | None = None,
+        text_id: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """regions: (mean (N, D), variance (N, D), class (N,)) of image-region embeddings, from one or more views;
-        texts: (mean (M, D), variance (M, D), class (M,)) of the class descriptions;
-        view_of: (N,) view index of each region: image-image pairs are taken across views only (default: any pair).
+        texts: (mean (M, D), variance (M, D), class (M,)) of the class descriptions and any per-image prompts;
+        view_of: (N,) view index of each region: image-image pairs are taken across views only (default: any pair);
+        region_text (N,) and text_id (M,): which image sentence a region's image has and a text was made from
+        (-1: none, a class description). A region and a text, or two texts, of one class are positives unless both
+        carry different sentences: a per-image prompt matches the regions of images described by the same sentence.
 
         Returns ``cross``, ``image``, ``text`` and their weighted sum ``loss``.
         """
         (r_mu, r_var, r_cls), (t_mu, t_var, t_cls) = regions, texts
         t = self.temperature
         rt = sss_similarity(r_mu, r_var, t_mu, t_var, self.sss_lambda)
-        same_rt = r_cls[:, None] == t_cls[None, :]
+        same_rt = (r_cls[:, None] == t_cls[None, :]) & _compatible(region_text, text_id, len(r_cls), len(t_cls), r_cls.device)
         cross = 0.5 * (info_nce(rt, same_rt, t) + info_nce(rt.t(), same_rt.t(), t))
 
         rr = sss_similarity(r_mu, r_var, r_mu, r_var, self.sss_lambda)
@@ -107,9 +112,17 @@ class DualContrastiveLoss(nn.Module):
 
         tt = sss_similarity(t_mu, t_var, t_mu, t_var, self.sss_lambda)
         t_not_self = ~torch.eye(len(t_mu), dtype=torch.bool, device=t_mu.device)
-        text = info_nce(tt, t_cls[:, None] == t_cls[None, :], t, valid=t_not_self)
+        same_tt = (t_cls[:, None] == t_cls[None, :]) & _compatible(text_id, text_id, len(t_cls), len(t_cls), t_cls.device)
+        text = info_nce(tt, same_tt, t, valid=t_not_self)
         loss = self.cross_weight * cross + self.image_weight * image + self.text_weight * text
         return {"cross": cross, "image": image, "text": text, "loss": loss}
+
+
+def _compatible(a: torch.Tensor | None, b: torch.Tensor | None, n: int, m: int, device) -> torch.Tensor:
+    """(n, m) pairs whose sentence ids agree or where either side has none (-1)."""
+    if a is None or b is None:
+        return torch.ones(n, m, dtype=torch.bool, device=device)
+    return (a[:, None] < 0) | (b[None, :] < 0) | (a[:, None] == b[None, :])
 
 
 def text_mask_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

@@ -148,7 +148,8 @@ class VessaAssistant(MadeFor):
             query: (B, C, S, S) images at ``image_size``, intensities in [0, 1].
             templates: (B, T, C, S, S) template images.
             template_masks: (B, T, K, S, S) binary template masks, one channel per foreground class.
-            text_embeddings: (K, text_dim) class text embeddings.
+            text_embeddings: (K, text_dim) class text embeddings, or (B, K, text_dim) per-image class prompts
+                (:mod:`vessa.networks.image_text`: each image's own sentence joined with the class text).
             coarse_mask: (B, K, S, S) optional coarse mask prompt (probabilities in [0, 1]).
             points: (B, K, P, 2) optional clicks as (x, y) pixels; ``point_labels`` (B, K, P) with
                 1 foreground, 0 background, -1 padding.
@@ -193,7 +194,8 @@ class VessaAssistant(MadeFor):
         extra = [self.proto_token(maps["fg_proto"]).flatten(0, 1).unsqueeze(1)]
         if self.text_token is not None and text_embeddings is not None:
             token = self.aligned_text_token(self.text_align(text_embeddings)) if self.text_aligned else self.text_token(text_embeddings)
-            extra.append(token.unsqueeze(0).expand(b, -1, -1).flatten(0, 1).unsqueeze(1))
+            token = token if token.dim() == 3 else token.unsqueeze(0).expand(b, -1, -1)
+            extra.append(token.flatten(0, 1).unsqueeze(1))
         sparse = torch.cat([sparse] + extra, dim=1)
 
         # dense prompt: coarse mask (or "no mask") plus the embedded prior maps

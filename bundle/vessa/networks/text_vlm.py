@@ -55,6 +55,7 @@ class TextGuidedSegmenter(nn.Module):
         super().__init__()
         self.backbone = UNet(2, in_channels, embed_dim, channels=channels, strides=(2,) * (len(channels) - 1), num_res_units=1)
         self.image_head = GaussianHead(embed_dim, embed_dim, conv=True)
+        self.global_head = GaussianHead(2 * embed_dim, embed_dim)  # whole-image embedding, for image-text pairs
         self.text_head = nn.Sequential(nn.Linear(text_dim, text_dim), nn.GELU())
         self.text_gauss = GaussianHead(text_dim, embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
@@ -64,11 +65,19 @@ class TextGuidedSegmenter(nn.Module):
         """Per-pixel Gaussian embeddings (B, D, H, W) mean and variance."""
         return self.image_head(self.backbone(images))
 
+    def images(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Whole-image Gaussian embeddings (B, D) mean and variance, from the mean and spread of the backbone's
+        per-pixel features (how much of the image is tissue of each kind, and how it varies)."""
+        feats = self.backbone(images).flatten(2)
+        return self.global_head(torch.cat([feats.mean(-1), feats.std(-1)], 1))
+
     def texts(self, text_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Gaussian embeddings (M, D) of sentence features (M, text_dim)."""
         return self.text_gauss(self.text_head(text_features))
 
     def mask_logits(self, pixel_mu: torch.Tensor, class_mu: torch.Tensor) -> torch.Tensor:
-        """Text-guided mask logits (B, K, H, W): scaled cosine of each class text against each pixel, plus a bias."""
-        cos = torch.einsum("bdhw,kd->bkhw", F.normalize(pixel_mu, dim=1), F.normalize(class_mu, dim=-1))
+        """Text-guided mask logits (B, K, H, W): scaled cosine of each class text (K, D), or of each image's own
+        class prompts (B, K, D), against each pixel, plus a bias."""
+        equation = "bdhw,kd->bkhw" if class_mu.dim() == 2 else "bdhw,bkd->bkhw"
+        cos = torch.einsum(equation, F.normalize(pixel_mu, dim=1), F.normalize(class_mu, dim=-1))
         return self.logit_scale.exp().clamp(max=100) * cos + self.logit_bias

@@ -1,0 +1,137 @@
+"""Benchmark (not a test): DuSSS's own benchmark, MoNuSeg on the LViT split at 25 % and 50 % labels.
+
+Every run trains by the LViT / DuSSS protocol (``configs/monuseg.json``: 224 x 224 RGB, batch 4, Adam 1e-3 with
+cosine warm restarts, at most 2000 epochs with early stopping after 50 epochs without a better validation Dice,
+model selection on the 6 validation images) and is scored on the 14 test images at 224 x 224 (Dice, mIoU). Each
+run is its own process (``benchmarks/stage2.py --dataset monuseg --one RUN``); records go to
+``docs/results/monuseg/<setting>_<run>.json``; a killed run resumes from its ``latest.pt``.
+
+    python ../shared/tools/prepare_data.py monuseg MIRROR /data/monuseg       # once (../shared/data/README.md)
+    python benchmarks/monuseg.py --data /data/monuseg                          # the main table, seeds 0 1 2
+    python benchmarks/monuseg.py --data /data/monuseg --ablation               # DuSSS's parts, seed 0
+    python benchmarks/monuseg.py --data /data/monuseg --labeled 0.25 --seeds 0 --runs mean_teacher+text_vlm
+    python benchmarks/monuseg.py --report --write                              # the table in docs/results.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+RECORDS = HERE.parent / "docs" / "results" / "monuseg"
+MAIN_RUNS = ("supervised+none", "mean_teacher+none", "unimatch+none", "mean_teacher+text_vlm", "unimatch+vessa", "unimatch+vessa+text")
+ABLATION_RUNS = tuple(f"mean_teacher+text_vlm+{v}" for v in ("nosss", "nocontrast", "notextloss", "nopretrain", "classtext"))
+# DuSSS (Pan et al., AAAI 2025) on MoNuSeg, as ../shared/data/README.md quotes it: Dice % by labelled fraction
+# (the only mIoU quoted is U-Net's with 100 %: 68.46)
+PUBLISHED = {
+    "U-Net": {1.0: 78.66},
+    "Mean Teacher": {0.25: 72.80, 0.5: 75.15},
+    "LViT": {0.25: 75.69, 0.5: 76.57},
+    "DuSSS": {0.25: 76.51, 0.5: 78.03},
+}
+NAMES = {
+    "supervised+none": "supervised only",
+    "mean_teacher+none": "Mean Teacher",
+    "unimatch+none": "UniMatch",
+    "mean_teacher+text_vlm": "Mean Teacher + text_vlm (our DuSSS)",
+    "unimatch+vessa": "UniMatch + vessa",
+    "unimatch+vessa+text": "UniMatch + vessa, text alignment",
+    "mean_teacher+text_vlm+nosss": "our DuSSS without semantic-similarity supervision",
+    "mean_teacher+text_vlm+nocontrast": "our DuSSS without the dual contrastive loss",
+    "mean_teacher+text_vlm+notextloss": "our DuSSS without the text-guided loss",
+    "mean_teacher+text_vlm+nopretrain": "our DuSSS without VLM pre-training",
+    "mean_teacher+text_vlm+classtext": "our DuSSS with the class text only",
+}
+
+
+def run_name(r: dict) -> str:
+    return "+".join(x for x in (r["method"], r["assistant"], r.get("variant", "")) if x)
+
+
+def records() -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(RECORDS.glob("*.json")) if not p.name.endswith(("_stage1.json", "_stage1_text.json"))]
+
+
+def cell(values: list[float]) -> str:
+    """Mean and standard deviation (population) over seeds, in percent."""
+    v = 100 * np.asarray(values)
+    return f"{v.mean():.2f} +- {v.std():.2f}" if len(v) > 1 else f"{v.mean():.2f}"
+
+
+def report() -> str:
+    """Our runs beside DuSSS's published table: Dice and mIoU mean +- std over the seeds, seeds, epochs, time per run."""
+    groups: dict[tuple[str, float], list[dict]] = {}
+    for r in records():
+        groups.setdefault((run_name(r), float(r["labeled"])), []).append(r)
+    rows = ["| method | labelled | test Dice % | test mIoU % | seeds | iterations (early stop) | time per run | published Dice % (/ mIoU) |", "|---" * 8 + "|"]
+    for name in list(MAIN_RUNS) + list(ABLATION_RUNS):
+        for frac in (0.25, 0.5, 1.0):
+            runs = groups.get((name, frac))
+            if not runs:
+                continue
+            published = ""
+            if name == "supervised+none" and frac == 1.0:
+                published = "U-Net 78.66 / 68.46"
+            elif name == "mean_teacher+none":
+                published = f"{PUBLISHED['Mean Teacher'][frac]:.2f}"
+            elif name == "mean_teacher+text_vlm":
+                published = f"DuSSS {PUBLISHED['DuSSS'][frac]:.2f}; LViT {PUBLISHED['LViT'][frac]:.2f}"
+            its = ", ".join(str(r["iterations"]) for r in runs)
+            minutes = np.mean([r["train_seconds"] for r in runs]) / 60
+            rows.append(
+                f"| {NAMES.get(name, name)} | {100 * frac:.0f} % | {cell([r['test']['mean']['dice'] for r in runs])} | "
+                f"{cell([r['test']['mean']['jaccard'] for r in runs])} | {', '.join(str(r['seed']) for r in runs)} | {its} | {minutes:.0f} min | {published} |"
+            )
+    machine = next((r["machine"] for r in records()), "")
+    published = ["| DuSSS's table (published) | 25 % Dice | 50 % Dice |", "|---|---|---|"]
+    published += [f"| {name} | {by.get(0.25, '')} | {by.get(0.5, '')} |" for name, by in PUBLISHED.items() if name != "U-Net"]
+    published.append(f"| U-Net, 100 % labelled | {PUBLISHED['U-Net'][1.0]} (mIoU 68.46) | |")
+    return "\n".join(rows) + (f"\n\nMachine: {machine}." if machine else "") + "\n\n" + "\n".join(published)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", help="the MoNuSeg folder built by ../shared/tools/prepare_data.py monuseg")
+    parser.add_argument("--labeled", default="0.25,0.5", help="comma-separated labelled fractions; supervised-only also runs at 'all'")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--runs", default="", help="comma-separated method+assistant[+variant] runs (default: the main table)")
+    parser.add_argument("--ablation", action="store_true", help="DuSSS's parts, one at a time (seed 0 unless --seeds)")
+    parser.add_argument("--stage1_iterations", type=int, default=1000, help="stage-1 iterations of the vessa runs' assistant")
+    parser.add_argument("--report", action="store_true")
+    parser.add_argument("--write", action="store_true", help="with --report: write the table into docs/results.md")
+    args = parser.parse_args()
+    if args.report:
+        from results_md import show_section
+
+        show_section("monuseg", report(), args.write)
+        return
+    if not args.data or not (Path(args.data) / "dataset.json").is_file():
+        sys.exit("--data must be the MoNuSeg folder with its dataset.json: build it with "
+                 "python ../shared/tools/prepare_data.py monuseg MIRROR OUT (../shared/data/README.md)")
+    runs = args.runs.split(",") if args.runs else list(ABLATION_RUNS if args.ablation else MAIN_RUNS)
+    seeds = args.seeds.split(",") if (args.seeds != "0,1,2" or not args.ablation) else ["0"]
+    fractions = args.labeled.split(",")
+    if "supervised+none" in runs and not args.runs:
+        fractions.append("all")
+    for frac in fractions:
+        for seed in seeds if frac != "all" else seeds[:1]:
+            base = [sys.executable, str(HERE / "stage2.py"), "--dataset", "monuseg", "--data", args.data, "--labeled", frac, "--seed", seed]
+            todo = [r for r in runs if frac != "all" or r == "supervised+none"]
+            for text in sorted({"text" in r.split("+")[2:] for r in todo if r.split("+")[1] == "vessa"}):
+                subprocess.run(base + ["--stage1", "--stage1_iterations", str(args.stage1_iterations)] + (["--text"] if text else []), check=True)
+            for run in todo:
+                name = "monuseg" + frac + (f"_s{seed}" if seed != "0" else "")
+                if (RECORDS / f"{name}_{run}.json").is_file():
+                    continue  # done: one record per run
+                if subprocess.run(base + ["--one", run]).returncode:
+                    print(f"run {run} at {frac}, seed {seed} failed; going on with the others", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
