@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from stage2 import setting_name
 
 HERE = Path(__file__).resolve().parent
 RECORDS = HERE.parent / "docs" / "results" / "monuseg"
@@ -99,7 +100,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="the MoNuSeg folder built by ../shared/tools/prepare_data.py monuseg")
     parser.add_argument("--labeled", default="0.25,0.5", help="comma-separated labelled fractions; supervised-only also runs at 'all'")
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--seeds", default="", help="comma-separated seeds (default: 0,1,2; with --ablation: 0)")
     parser.add_argument("--runs", default="", help="comma-separated method+assistant[+variant] runs (default: the main table)")
     parser.add_argument("--ablation", action="store_true", help="DuSSS's parts, one at a time (seed 0 unless --seeds)")
     parser.add_argument("--stage1_iterations", type=int, default=1000, help="stage-1 iterations of the vessa runs' assistant")
@@ -115,7 +116,7 @@ def main() -> None:
         sys.exit("--data must be the MoNuSeg folder with its dataset.json: build it with "
                  "python ../shared/tools/prepare_data.py monuseg MIRROR OUT (../shared/data/README.md)")
     runs = args.runs.split(",") if args.runs else list(ABLATION_RUNS if args.ablation else MAIN_RUNS)
-    seeds = args.seeds.split(",") if (args.seeds != "0,1,2" or not args.ablation) else ["0"]
+    seeds = args.seeds.split(",") if args.seeds else (["0"] if args.ablation else ["0", "1", "2"])
     fractions = args.labeled.split(",")
     if "supervised+none" in runs and not args.runs:
         fractions.append("all")
@@ -126,8 +127,7 @@ def main() -> None:
             for text in sorted({"text" in r.split("+")[2:] for r in todo if r.split("+")[1] == "vessa"}):
                 subprocess.run(base + ["--stage1", "--stage1_iterations", str(args.stage1_iterations)] + (["--text"] if text else []), check=True)
             for run in todo:
-                name = "monuseg" + frac + (f"_s{seed}" if seed != "0" else "")
-                if (RECORDS / f"{name}_{run}.json").is_file():
+                if (RECORDS / f"{setting_name('monuseg', frac, seed=int(seed))}_{run}.json").is_file():
                     continue  # done: one record per run
                 if subprocess.run(base + ["--one", run]).returncode:
                     print(f"run {run} at {frac}, seed {seed} failed; going on with the others", file=sys.stderr)

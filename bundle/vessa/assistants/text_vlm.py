@@ -20,9 +20,10 @@ from tqdm import tqdm
 
 from vessa.assistants.base import Assistant, _minmax_slices
 from vessa.data.template_bank import atomic_torch_save, resize_image, resize_label
+from vessa.engines.checkpoints import as_flag
 from vessa.losses.contrastive import DualContrastiveLoss, text_mask_loss
 from vessa.networks.image_text import ImageTextPrompts
-from vessa.networks.text_encoder import TextEncoder
+from vessa.networks.text_encoder import TextEncoder, class_text_embeddings
 from vessa.networks.text_vlm import TextGuidedSegmenter, region_gaussians
 
 logger = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class TextVLMAssistant(Assistant):
         texts = [t for class_texts in descriptions for t in class_texts]
         self.text_features = encoder.encode_cached(texts).to(self.device)  # frozen: encoded once
         self.text_class = torch.tensor([k for k, class_texts in enumerate(descriptions) for _ in class_texts], device=self.device)
-        self.class_features = F.normalize(torch.stack([self.text_features[self.text_class == k].mean(0) for k in range(num_classes)]), dim=-1)
+        self.class_features = class_text_embeddings(encoder, {}, descriptions).to(self.device)  # the class texts the prompts start from
         self.image_texts = ImageTextPrompts(encoder=encoder) if use_image_text else None
         self.use_text_target = use_text_target
         self.descriptions = descriptions
@@ -177,11 +178,10 @@ class TextVLMAssistant(Assistant):
         unique = list(dict.fromkeys(t for t in texts if t))
         views = torch.cat([images, _views(images, self.generator)])
         r_mu, r_var = self.model.images(views)
-        r_img = torch.arange(len(views), device=views.device)
-        features = self.image_texts.encoder.encode_cached(unique).to(images.device)
-        s_mu, s_var = self.model.texts(features)
+        s_mu, s_var = self.model.texts(self.image_texts.encoder.encode_cached(unique).to(images.device))
         ids = torch.arange(len(unique), device=images.device)
-        dual = self.contrastive((r_mu, r_var, torch.cat([sentence, sentence])[r_img]), (s_mu, s_var, ids), view_of=(r_img >= len(images)).long())
+        view = (torch.arange(len(views), device=views.device) >= len(images)).long()
+        dual = self.contrastive((r_mu, r_var, torch.cat([sentence, sentence])), (s_mu, s_var, ids), view_of=view)
         return {f"pair_{k}": v for k, v in dual.items()}
 
     def pretrain(
@@ -192,7 +192,7 @@ class TextVLMAssistant(Assistant):
         image_size: int,
         batch_size: int = 4,
         path: str | Path | None = None,
-        resume: bool = True,
+        resume: bool | str = True,
     ) -> dict:
         """DuSSS's first step, before stage 2: ``iterations`` steps of vision-language pre-training on the image-text
         pairs of every training image in ``slices`` (labelled and unlabelled alike: a text is not a label, no
@@ -201,7 +201,7 @@ class TextVLMAssistant(Assistant):
         to ``path`` and, with ``resume``, loaded from it instead when it exists (a resumed run does not pre-train
         twice). Returns the first and last losses."""
         path = Path(path) if path is not None else None
-        if resume and path is not None and path.is_file():
+        if as_flag(resume, "resume") and path is not None and path.is_file():
             state = torch.load(path, map_location=self.device, weights_only=True)
             self.load_state_dict(state)
             logger.info(f"VLM pre-training loaded from {path} ({state['iterations']} iterations).")
