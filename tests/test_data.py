@@ -281,6 +281,31 @@ def test_sample_deterministic(tmp_path):
     assert _tree_digest(a3.parent) == _tree_digest(b3.parent)
 
 
+def test_sample_interrupted_leaves_no_dataset_json_or_partial_file(tmp_path, monkeypatch):
+    """A reader (another DDP rank, the next run) must never find a dataset.json whose files are half written."""
+    saved = []
+    real_save = Image.Image.save
+
+    def save_then_fail(self, fp, *args, **kwargs):
+        if len(saved) == 3:
+            Path(fp).write_bytes(b"\x89PNG half")  # the process dies while this file is being written
+            raise KeyboardInterrupt
+        saved.append(fp)
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", save_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        generate_sample_dataset(tmp_path / "s", "2d", num_train=3, num_val=1, num_test=1, size=32)
+    monkeypatch.undo()
+    assert not (tmp_path / "s" / "dataset.json").exists()
+    written = sorted(p.relative_to(tmp_path / "s").as_posix() for p in (tmp_path / "s").rglob("*.png"))
+    assert written == ["imagesTr/case_000.png", "imagesTr/case_001.png", "labelsTr/case_000.png"]  # complete files only
+    for p in written:
+        Image.open(tmp_path / "s" / p).load()
+    generate_sample_dataset(tmp_path / "s", "2d", num_train=3, num_val=1, num_test=1, size=32)  # the next run completes it
+    assert len(load_datalist(tmp_path / "s").training) == 3
+
+
 # ---------------------------------------------------------------- real benchmark data (optional)
 @pytest.mark.skipif(not (ACDC / "dataset.json").is_file(), reason="ACDC benchmark data not available")
 def test_acdc_three_patients():

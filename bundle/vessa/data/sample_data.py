@@ -10,7 +10,9 @@ slight blur. Not separable by intensity thresholds: shape and context are needed
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -149,6 +151,17 @@ def _make_case(kind: str, rng: np.random.Generator, size: int, depth: int):
     return _to_uint8(img), lab.astype(np.uint8)
 
 
+def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write`` on a temporary file beside ``path`` (same suffixes) and rename it into place, so that a
+    process reading the data set while another one writes it (two DDP ranks, say) never sees a half-written file."""
+    tmp = path.with_name(f".{os.getpid()}.{path.name}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def generate_sample_dataset(
     out_dir: str | Path,
     kind: str = "2d",
@@ -183,13 +196,13 @@ def generate_sample_dataset(
             import nibabel as nib
 
             affine = np.eye(4)
-            nib.save(nib.Nifti1Image(img, affine), str(out / img_rel))
-            nib.save(nib.Nifti1Image(lab, affine), str(out / lab_rel))
+            _write_atomically(out / img_rel, lambda p: nib.save(nib.Nifti1Image(img, affine), str(p)))
+            _write_atomically(out / lab_rel, lambda p: nib.save(nib.Nifti1Image(lab, affine), str(p)))
         else:
             from PIL import Image
 
-            Image.fromarray(img).save(out / img_rel)
-            Image.fromarray(lab, mode="L").save(out / lab_rel)
+            _write_atomically(out / img_rel, lambda p: Image.fromarray(img).save(p))
+            _write_atomically(out / lab_rel, lambda p: Image.fromarray(lab, mode="L").save(p))
         return {"image": img_rel, "label": lab_rel}
 
     sections = {"training": [], "validation": [], "test": []}
@@ -216,6 +229,6 @@ def generate_sample_dataset(
         "generator": {"kind": kind, "size": size, "depth": depth if kind == "3d" else 1, "seed": seed},
         **sections,
     }
-    path = out / "dataset.json"
-    path.write_text(json.dumps(meta, indent=2) + "\n")
+    path = out / "dataset.json"  # written last: once it exists, every file it lists is complete
+    _write_atomically(path, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
     return path

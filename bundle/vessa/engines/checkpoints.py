@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -166,7 +167,7 @@ def atomic_write_json(obj, path: str | Path) -> Path:
     """Write ``obj`` as indented JSON through a temporary file and a rename (no half-written report)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one per process: two writers never share it
     tmp.write_text(json.dumps(obj, indent=2))
     tmp.replace(path)
     return path
