@@ -35,5 +35,6 @@ test-all: $(STAMP) pacs
 pacs: $(STAMP)
 	@$(PY) -c "import sys; sys.path.insert(0, 'tests'); import pacs; r = pacs.ensure_orthanc(); print('PACS tests: ' + (r or 'Orthanc ready'))"
 
-clean:
-	rm -rf runs sample_data eval models/*/ models/*.pt
+clean:  # keeps the shipped models/vessa_base.pt
+	rm -rf runs sample_data eval models/*/
+	find models -maxdepth 1 -name '*.pt' ! -name vessa_base.pt -delete

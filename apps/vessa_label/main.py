@@ -10,7 +10,8 @@ default <bundle_root>/runs/label_<studies name>), ``device`` (cpu / cuda), ``mod
 vessa_student, vessa_assistant, vessa_interactive, sam_2d), ``student_configs`` (comma list; a 3D student:
 ``stage2.json,stage2_3d.json``), ``student_overrides`` (JSON of config ids the student was trained with,
 e.g. ``{"student_features": [8, 16, 32, 64, 128]}``), ``propagate`` (slices each way an interactive mask is propagated),
-``num_templates``, ``sam2_checkpoint`` and ``sam2_config`` (local SAM2 files: adds MONAI Label's own SAM2
+``num_templates``, ``base_assistant`` (VESSA-base, default <bundle_root>/models/vessa_base.pt: served as the
+assistant until stage 1 has been trained in ckpt_dir, with a template bank of the approved labels), ``sam2_checkpoint`` and ``sam2_config`` (local SAM2 files: adds MONAI Label's own SAM2
 task), ``text_model`` (local text-model folder for the class texts: stage 1, text_vlm), ``labels`` (JSON {name: value} before a bank exists).
 """
 
@@ -68,6 +69,7 @@ class VessaLabelApp(MONAILabelApp):
             labels,
             int(conf.get("num_templates", 5)),
             json.loads(conf.get("student_overrides", "{}")),
+            conf.get("base_assistant"),
         )
         self.work_dir = Path(conf.get("work_dir", bundle_root / "runs" / name))
         wanted = conf.get("models", "all")

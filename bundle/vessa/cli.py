@@ -42,9 +42,16 @@ class VessaCLI:
         """Train the assistant (stage 1); every other setting: python -m monai.bundle run training --config_file configs/stage1.json --id value."""
         _bundle("training", ["stage1.json"], bundle_root, dataset_dir=dataset_dir, labeled=labeled, iterations=iterations)
 
-    def evaluate_assistant(self, dataset_dir: str | None = None, split: str = "test", bundle_root: str = ".") -> None:
-        """Dice of the trained assistant per class on a split, against copying the retrieved template's mask."""
-        _bundle("evaluating", ["stage1.json", "evaluate_assistant.json"], bundle_root, dataset_dir=dataset_dir, eval_split=split)
+    def pretrain(self, exclude: str | list[str] | None = None, name: str | None = None, iterations: int | None = None, bundle_root: str = ".") -> None:
+        """Pre-train VESSA-base across data sets (configs/pretrain.json; ``--exclude acdc`` leaves one out, ``--name``
+        names the checkpoint in models/); stopped and started again, it resumes."""
+        excluded = [exclude] if isinstance(exclude, str) else list(exclude) if exclude is not None else None
+        _bundle("training", ["pretrain.json"], bundle_root, exclude=excluded, name=name, iterations=iterations)
+
+    def evaluate_assistant(self, dataset_dir: str | None = None, split: str = "test", labeled=None, assistant_path: str | None = None, bundle_root: str = ".") -> None:
+        """Dice of the assistant per class on a split, against copying the retrieved template's mask. With
+        ``--assistant_path models/vessa_base.pt`` the untrained base segments from templates of ``--labeled`` cases."""
+        _bundle("evaluating", ["stage1.json", "evaluate_assistant.json"], bundle_root, dataset_dir=dataset_dir, eval_split=split, labeled=labeled, assistant_path=assistant_path)
 
     def stage2(self, dataset_dir: str | None = None, labeled=None, method: str | None = None, assistant: str | None = None, iterations: int | None = None, volumes: bool = False, bundle_root: str = ".") -> None:
         """Semi-supervised student training (stage 2); ``--volumes`` trains a 3D student (configs/stage2_3d.json)."""

@@ -57,6 +57,8 @@ class ServedModels:
         device: torch device the models run on.
         labels: label value -> name, used until a template bank (which carries its own) exists.
         student_overrides: config ids the student was trained with beyond the configs (e.g. ``student_features``).
+        base_path: VESSA-base (default ``<bundle_root>/models/vessa_base.pt``), served as the assistant until stage 1
+            has written ``assistant.pt``; its template bank then starts from the first approved label.
     """
 
     TRAIN_HINT = "train it from the app (POST /train/{name}) or with the bundle's commands (README), or set --conf ckpt_dir"
@@ -71,8 +73,10 @@ class ServedModels:
         labels: dict[int, str] | None = None,
         num_templates: int = 5,
         student_overrides: dict | None = None,
+        base_path: str | Path | None = None,
     ) -> None:
         self.bundle_root = Path(bundle_root).resolve()
+        self.base_path = Path(base_path).resolve() if base_path is not None else self.bundle_root / "models" / "vessa_base.pt"
         self.ckpt_dir = Path(ckpt_dir).resolve()
         self.device = torch.device(device)
         self.num_templates = num_templates
@@ -93,7 +97,14 @@ class ServedModels:
 
     @property
     def paths(self) -> dict[str, Path]:
-        return {"student": self.ckpt_dir / "model.pt", "assistant": self.ckpt_dir / "assistant.pt", "bank": self.ckpt_dir / "bank.pt"}
+        assistant = self.ckpt_dir / "assistant.pt"
+        if not assistant.is_file() and self.base_path.is_file():
+            assistant = self.base_path  # no local assistant yet: the pre-trained one
+        return {"student": self.ckpt_dir / "model.pt", "assistant": assistant, "bank": self.ckpt_dir / "bank.pt"}
+
+    def serves_base(self) -> bool:
+        """Whether the assistant served is VESSA-base (no stage 1 trained in this checkpoint folder yet)."""
+        return self.paths["assistant"] == self.base_path
 
     def labels(self) -> dict[int, str]:
         """Label value -> name: the template bank's once stage 1 has run, else the configured ones."""

@@ -10,6 +10,8 @@ from lib.image_io import read_image
 from lib.served import ServedModels
 from vessa.data.io import load_label
 from vessa.data.slices import normalize_minmax
+from vessa.data.template_bank import TemplateBank
+from vessa.engines.checkpoints import read_made_for
 
 logger = logging.getLogger(__name__)
 
@@ -17,10 +19,13 @@ logger = logging.getLogger(__name__)
 def add_approved_label(served: ServedModels, image_id: str, image_path: str, label_path: str) -> int:
     """Put every labelled slice of an approved label into the bank (replacing the image's earlier exemplars),
     save the bank atomically and return the number of exemplars added."""
-    if not served.paths["bank"].is_file():
+    if not served.paths["bank"].is_file() and not served.serves_base():
         logger.info(f"No template bank yet: the approved label of {image_id} will be used when stage 1 is trained.")
         return 0
-    bank = served.bank()
+    if served.paths["bank"].is_file():
+        bank = served.bank()
+    else:  # VESSA-base is served: its bank starts with this label, at the base's working size
+        bank = TemplateBank(served.labels(), int((read_made_for(served.base_path) or {}).get("image_size", 128)))
     image = read_image(image_path)
     label = load_label(label_path, sorted(bank.labels))
     if label.shape != image.shape[1:]:

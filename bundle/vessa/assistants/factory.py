@@ -1,4 +1,4 @@
-"""Build the stage-2 assistant named in the config: vessa, sam2_generalist, text_vlm or none."""
+"""Build the stage-2 assistant named in the config: vessa, sam2_generalist, base_generalist, text_vlm or none."""
 
 from __future__ import annotations
 
@@ -6,21 +6,28 @@ from pathlib import Path
 
 from vessa.assistants.base import Assistant
 
-NAMES = ("none", "vessa", "sam2_generalist", "text_vlm")
+NAMES = ("none", "vessa", "sam2_generalist", "base_generalist", "text_vlm")
 
 
 def build_assistant(
-    name: str, device="cpu", vessa: dict | None = None, sam2_generalist: dict | None = None, text_vlm: dict | None = None, slice_stride: int = 1
+    name: str,
+    device="cpu",
+    vessa: dict | None = None,
+    sam2_generalist: dict | None = None,
+    base_generalist: dict | None = None,
+    text_vlm: dict | None = None,
+    slice_stride: int = 1,
 ) -> Assistant | None:
     """The assistant called ``name`` with its settings (the config's ``assistant_args#<name>``);
     ``slice_stride``: on 3D patches, refine every n-th slice only."""
-    assistant = _build(name, device, vessa, sam2_generalist, text_vlm)
+    settings = {"vessa": vessa, "sam2_generalist": sam2_generalist, "base_generalist": base_generalist, "text_vlm": text_vlm}
+    assistant = _build(name, device, settings.get(name))
     if assistant is not None:
         assistant.slice_stride = int(slice_stride)
     return assistant
 
 
-def _build(name: str, device, vessa: dict | None, sam2_generalist: dict | None, text_vlm: dict | None) -> Assistant | None:
+def _build(name: str, device, args: dict | None) -> Assistant | None:
     if name == "none":
         return None
     if name == "vessa":
@@ -29,7 +36,7 @@ def _build(name: str, device, vessa: dict | None, sam2_generalist: dict | None, 
         from vessa.engines.assistant_inference import load_assistant
         from vessa.networks.image_text import ImageTextPrompts
 
-        args = dict(vessa or {})
+        args = dict(args or {})
         bank = TemplateBank.load(Path(args["bank_path"]))
         model = load_assistant(args["assistant_path"], bank, device)
         return VessaPseudoLabeler(
@@ -39,9 +46,13 @@ def _build(name: str, device, vessa: dict | None, sam2_generalist: dict | None, 
     if name == "sam2_generalist":
         from vessa.assistants.sam2_generalist import Sam2Generalist
 
-        return Sam2Generalist(device=device, **(sam2_generalist or {}))
+        return Sam2Generalist(device=device, **(args or {}))
+    if name == "base_generalist":
+        from vessa.assistants.base_generalist import BaseGeneralist
+
+        return BaseGeneralist(device=device, **(args or {}))
     if name == "text_vlm":
         from vessa.assistants.text_vlm import TextVLMAssistant
 
-        return TextVLMAssistant(device=device, **(text_vlm or {}))
+        return TextVLMAssistant(device=device, **(args or {}))
     raise ValueError(f"unknown assistant '{name}': choose one of {NAMES} (config id 'assistant')")

@@ -4,18 +4,8 @@ For every unlabelled image and every foreground class the student predicts (argm
 sampled from the student's mask (``generalist_prompts.prompts_from_mask``: interior-most point of the
 largest component, uniform positives, a nearby negative; optionally the mask's box) and, by default,
 the student's class probability is given as SAM2's dense mask prompt. Each frozen SAM2 model answers
-each of ``draws`` prompt samples with one binary mask; their mean is the class probability ``p_k``.
-
-Merge (per pixel): label = argmax over ``[1 - max_k p_k, p_1, ..., p_K]`` (background scores the
-absence of every prompted class; ties go to the lower index, i.e. background first). Weight = SemiSAM+
-agreement between generalists/draws: ``1 - 2 * std`` over the S = models x draws binary answers of
-the winning channel (the background channel's per-answer value is ``1 - max_k mask_k``); a binary
-variable's std is at most 0.5, so the weight lies in [0, 1], and it is 1 with a single model and draw.
-
-Classes whose student mask has fewer than ``min_area`` pixels are not prompted (too little to
-prompt from, and SemiSAM+ asks the generalist only where the specialist found something): pixels
-where the student predicts such a class keep the student's label with weight 0. An image with no
-prompted class therefore gets background everywhere with weight 1, except those weight-0 pixels.
+each of ``draws`` prompt samples with one binary mask; their mean is the class probability ``p_k``,
+merged as :class:`vessa.assistants.generalist.PromptedGeneralist` says.
 """
 
 from __future__ import annotations
@@ -27,9 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vessa.assistants.base import Assistant
+from vessa.assistants.generalist import PromptedGeneralist
 from vessa.assistants.generalist_prompts import box_from_mask, prompts_from_mask
-from vessa.errors import CheckpointError, DataError
+from vessa.errors import CheckpointError
 from vessa.networks.sam2_encoder import DEFAULT_SAM2_CONFIG, build_sam2_model
 
 __all__ = ["Sam2Generalist", "DEFAULT_SAM2_CONFIG"]
@@ -50,7 +40,7 @@ def _as_list(value) -> list:
     return list(value)
 
 
-class Sam2Generalist(Assistant):
+class Sam2Generalist(PromptedGeneralist):
     """SemiSAM+ pseudo-labels from frozen SAM2 image predictors prompted by the student.
 
     ``checkpoints`` and ``configs`` pair up (a single config is used for every checkpoint); one
@@ -132,46 +122,6 @@ class Sam2Generalist(Assistant):
         p = F.interpolate(prob[None, None].float().cpu(), size=(LOW_RES, LOW_RES), mode="bilinear", align_corners=False)
         p = p.clamp(PROB_EPS, 1 - PROB_EPS)
         return torch.logit(p)[0].numpy().astype(np.float32)
-
-    @torch.no_grad()
-    def refine(
-        self, images: torch.Tensor, student_probs: torch.Tensor, meta: dict | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        if images.ndim != 4 or images.shape[1] not in (1, 3):
-            raise DataError(f"Sam2Generalist expects (B, 1|3, H, W) images, got shape {tuple(images.shape)}.")
-        if student_probs.ndim != 4 or student_probs.shape[0] != images.shape[0] or student_probs.shape[1] < 2:
-            raise DataError(
-                f"Sam2Generalist expects (B, K+1, H, W) student probabilities for images {tuple(images.shape)}, "
-                f"got {tuple(student_probs.shape)}."
-            )
-        b, _, h, w = images.shape
-        probs = student_probs.detach().float()
-        if tuple(probs.shape[-2:]) != (h, w):
-            probs = F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)
-        probs = probs.cpu()
-        num_classes = probs.shape[1]
-        student = probs.max(1).indices  # (B, H, W)
-        labels = torch.zeros((b, h, w), dtype=torch.long)
-        weights = torch.ones((b, h, w), dtype=torch.float32)
-        for i in range(b):
-            areas = torch.bincount(student[i].flatten(), minlength=num_classes)
-            prompted = [k for k in range(1, num_classes) if int(areas[k]) >= self.min_area]
-            small = [k for k in range(1, num_classes) if 0 < int(areas[k]) < self.min_area]
-            if prompted:
-                answers = self._answers(images[i], probs[i], student[i].numpy(), prompted)  # (P, S, H, W)
-                scores = torch.cat([1 - answers.mean(1).amax(0, keepdim=True), answers.mean(1)])  # (1+P, H, W)
-                samples = torch.cat([1 - answers.amax(0, keepdim=True), answers])  # (1+P, S, H, W)
-                win = scores.max(0).indices  # index into [background, *prompted]
-                spread = samples.std(1, unbiased=False)  # (1+P, H, W), <= 0.5 for binary answers
-                wt = (1 - 2 * spread.gather(0, win[None])[0]).clamp(0, 1)
-                lut = torch.tensor([0, *prompted], dtype=torch.long)
-                labels[i] = lut[win]
-                weights[i] = wt
-            for k in small:
-                where = student[i] == k
-                labels[i][where] = k
-                weights[i][where] = 0.0
-        return labels.to(images.device), weights.to(images.device)
 
     def _answers(self, image: torch.Tensor, probs: torch.Tensor, student: np.ndarray, prompted: list[int]) -> torch.Tensor:
         """Binary SAM2 masks (P, S, H, W) for the prompted classes; S = models x draws, ordered (model, draw)."""

@@ -29,6 +29,14 @@ def augment_pair(image: torch.Tensor, label: torch.Tensor, generator: torch.Gene
     return (img, lab, theta[0]) if return_theta else (img, lab)
 
 
+def draw_templates(bank: TemplateBank, candidates: list[int], count: int, slots: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Templates (slots, C, S, S) and their class masks (slots, K, S, S): ``count`` exemplars drawn from the retrieved
+    ``candidates``, repeated to fill ``slots`` (a repeated template adds nothing new to the matching)."""
+    pick = torch.randperm(len(candidates), generator=generator)[:count].tolist()
+    chosen = [candidates[i] for i in pick]
+    return bank.gather([chosen[i % len(chosen)] for i in range(slots)])
+
+
 class EpisodeDataset(RandomStreamDataset):
     """Random (query, templates) episodes drawn from labelled slices only.
 
@@ -59,10 +67,7 @@ class EpisodeDataset(RandomStreamDataset):
         if self.augment:
             image, label = augment_pair(image, label, g)
         candidates = self.bank.retrieve(image, self.retrieve_k, s.get("slice_pos"), exclude_id=s["id"])
-        pick = torch.randperm(len(candidates), generator=g)[: self.num_templates].tolist()
-        templates, template_masks = self.bank.gather([candidates[i] for i in pick])
-        while templates.shape[0] < self.num_templates:  # fewer exemplars than templates asked for
-            templates, template_masks = torch.cat([templates, templates[:1]]), torch.cat([template_masks, template_masks[:1]])
+        templates, template_masks = draw_templates(self.bank, candidates, self.num_templates, self.num_templates, g)
         target = torch.stack([(label == v) for v in self.bank.foreground]).float()
         item = {"image": image, "label": target, "templates": templates, "template_masks": template_masks}
         if self.has_text:

@@ -113,16 +113,25 @@ class TemplateBank:
             self._embeddings = thumbnail_embedding(torch.stack(self.images).float())
         return self._embeddings
 
-    def retrieve(self, image: torch.Tensor, k: int = 1, slice_pos: float | None = None, exclude_id: str | None = None) -> list[int]:
-        """Indices of the ``k`` exemplars most similar to a (C, H, W) query, optionally excluding one case."""
+    def retrieve(
+        self, image: torch.Tensor, k: int = 1, slice_pos: float | None = None, exclude_id: str | None = None, among: list[int] | None = None
+    ) -> list[int]:
+        """Indices of the ``k`` exemplars most similar to a (C, H, W) query, optionally excluding one case and
+        restricted to the exemplars ``among`` (e.g. those showing one class)."""
         if len(self) == 0:
             raise DataError("The template bank is empty: build it from a labelled split or add exemplars first.")
         score = self.embeddings() @ thumbnail_embedding(resize_image(image, self.image_size))[0]
         if slice_pos is not None:
             score = score - self.position_weight * (torch.tensor(self.positions) - slice_pos).abs()
+        allowed = torch.ones(len(self), dtype=torch.bool)
+        if among is not None:
+            allowed = torch.zeros(len(self), dtype=torch.bool)
+            allowed[among] = True
         if exclude_id is not None:
-            score = torch.where(torch.tensor([i == exclude_id for i in self.ids]), torch.full_like(score, -1e9), score)
-        k = min(k, len(self) - (exclude_id in self.ids if exclude_id is not None else 0)) or 1
+            others = allowed & ~torch.tensor([i == exclude_id for i in self.ids])
+            allowed = others if others.any() else allowed  # a bank of one case: its own other slices
+        score = torch.where(allowed, score, torch.full_like(score, -1e9))
+        k = max(1, min(k, int(allowed.sum())))
         return score.topk(k).indices.tolist()
 
     def class_masks(self, index: int) -> torch.Tensor:

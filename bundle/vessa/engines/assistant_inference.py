@@ -124,6 +124,22 @@ def bank_record(bank: TemplateBank) -> dict:
     return labels_record(bank.labels, int(bank.images[0].shape[0]))
 
 
+def evaluation_bank(assistant_path: str | Path, bank_path: str | Path, dataset_dir: str | Path, labeled, seed: int = 0, sample_kind: str | None = None, normalize: str = "slice") -> TemplateBank:
+    """The template bank an evaluation uses: stage 1's ``bank_path`` for a trained assistant; for VESSA-base (no
+    training) the labelled cases of the data set's split (``labeled``, ``seed``: the split rule of stage 1) at the
+    base's working size."""
+    from vessa.data.prepare import load_split
+    from vessa.data.slices import load_slices
+    from vessa.engines.checkpoints import read_made_for
+    from vessa.networks.pretrained import is_base
+
+    if not is_base(assistant_path):
+        return TemplateBank.load(bank_path)
+    datalist, split = load_split(dataset_dir, labeled, seed, None, sample_kind)
+    size = int((read_made_for(assistant_path) or {}).get("image_size", 128))
+    return TemplateBank.from_slices(load_slices(split.labeled, datalist.label_values, normalize=normalize), datalist.labels, size)
+
+
 def load_assistant(checkpoint: str | Path, bank: TemplateBank, device: str | torch.device = "cpu") -> VessaAssistant:
     """Build the assistant that fits ``bank`` and its stage-1 checkpoint (width and text size as saved) and load
     it; one trained for other labels or channels than the bank's is refused (:class:`vessa.errors.CheckpointError`)."""
@@ -131,6 +147,10 @@ def load_assistant(checkpoint: str | Path, bank: TemplateBank, device: str | tor
 
     how = "train stage 1 first (python -m monai.bundle run training --config_file configs/stage1.json) or set 'assistant_path' / --ckpt_dir."
     state = read_weights(checkpoint, "assistant checkpoint", how)
+    if (weights_record(state) or {}).get("run") == "pretrain":  # VESSA-base itself: the bank's classes, no training
+        from vessa.networks.pretrained import assistant_from_base
+
+        return assistant_from_base(checkpoint, bank.labels, int(bank.images[0].shape[0])).to(device)
     if "class_text" not in state:
         raise CheckpointError(f"{checkpoint} is not an assistant checkpoint (no 'class_text' entry); point 'assistant_path' at the assistant.pt that stage 1 wrote.")
     model = VessaAssistant(

@@ -17,6 +17,7 @@ from vessa.losses.assistant_loss import AssistantLoss
 from vessa.losses.contrastive import DualContrastiveLoss
 from vessa.networks.assistant import VessaAssistant
 from vessa.networks.image_text import ImageTextPrompts
+from vessa.networks.text_encoder import TextEncoder
 
 
 class Stage1Trainer(Trainer):
@@ -35,6 +36,8 @@ class Stage1Trainer(Trainer):
         descriptions: (sentence embeddings (M, text_dim), class index (M,)) of the class descriptions.
         image_texts: where the queries carry their own sentence (episode ``text``), the text token is made from it
             joined with the class text (:mod:`vessa.networks.image_text`); None: the class text only.
+        task_texts: the sentence encoder of episodes that name their own binary task (pre-training's ``task``):
+            each episode's text token is then its task's embedding.
         amp: mixed precision on CUDA (``torch.autocast`` and MONAI's gradient scaler); ignored on the CPU.
         Other arguments as :class:`monai.engines.SupervisedTrainer`.
     """
@@ -54,6 +57,7 @@ class Stage1Trainer(Trainer):
         dual_loss: DualContrastiveLoss | None = None,
         descriptions: tuple[torch.Tensor, torch.Tensor] | None = None,
         image_texts: ImageTextPrompts | None = None,
+        task_texts: TextEncoder | None = None,
         train_handlers: Sequence | None = None,
         key_train_metric: dict | None = None,
         postprocessing: Callable | None = None,
@@ -78,6 +82,7 @@ class Stage1Trainer(Trainer):
         self.dual_loss = dual_loss
         self.descriptions = descriptions
         self.image_texts = image_texts
+        self.task_texts = task_texts
         self.corrective_clicks = corrective_clicks
         self.generator = torch.Generator().manual_seed(seed)
         attach_handlers(self, train_handlers)
@@ -106,12 +111,14 @@ class Stage1Trainer(Trainer):
 
     def _iteration(self, engine: "Stage1Trainer", batchdata: dict[str, torch.Tensor]) -> dict:
         device = engine.state.device
-        texts = batchdata.get("text")
-        batch = {k: v.to(device) for k, v in batchdata.items() if k != "text"}
+        texts, tasks = batchdata.get("text"), batchdata.get("task")
+        batch = {k: v.to(device) for k, v in batchdata.items() if isinstance(v, torch.Tensor)}
         prompts = simulate_prompts(batch["label"].cpu(), self.generator, **self.prompt_kwargs)
         prompts = {k: (v.to(device) if v is not None else None) for k, v in prompts.items()}
         if self.image_texts is not None and engine.network.has_class_text:
             prompts["text_embeddings"] = self.image_texts(engine.network.class_text, texts)
+        if self.task_texts is not None and tasks is not None:
+            prompts["text_embeddings"] = self.task_texts.encode_cached(list(tasks)).to(device)[:, None]
         if self.corrective_clicks > 0 and torch.rand(1, generator=self.generator) < self.corrective_clicks:
             prompts = self._add_corrective_clicks(engine, batch, prompts)
         engine.network.train()

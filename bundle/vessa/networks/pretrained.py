@@ -1,0 +1,64 @@
+"""Start an assistant from VESSA-base, the assistant pre-trained across data sets (configs/pretrain.json)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from vessa.engines.checkpoints import labels_record, read_made_for, read_weights
+from vessa.errors import CheckpointError
+from vessa.networks.text_encoder import TextEncoder, class_text_embeddings
+
+logger = logging.getLogger(__name__)
+
+HOW = "train it with `vessa pretrain` (configs/pretrain.json), point 'pretrained' at another file, or set 'pretrained' to none to train from scratch"
+PER_DATASET = ("class_text",)  # set for each data set's own classes (stage 1's set_class_text)
+
+
+def load_pretrained(network: torch.nn.Module, path: str | Path) -> torch.nn.Module:
+    """Load every weight of the VESSA-base checkpoint at ``path`` into ``network`` but the per-data-set class texts.
+    A gray (1-channel) assistant takes the sum of the base's RGB stem filters: on a gray image it then answers as
+    the base does on that image repeated to three channels, the way the base saw gray images."""
+    state = dict(read_weights(path, "VESSA-base checkpoint", HOW))
+    own = network.state_dict()
+    for key in PER_DATASET:
+        state.pop(key, None)
+    for key, value in state.items():
+        target = own.get(key)
+        if isinstance(target, torch.Tensor) and value.dim() == 4 and target.dim() == 4 and value.shape[1] == 3 and target.shape[1] == 1:
+            state[key] = value.sum(1, keepdim=True)
+    wrong = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if isinstance(own.get(k), torch.Tensor) and v.shape != own[k].shape]
+    missing, unexpected = network.load_state_dict(state, strict=False) if not wrong else ([], [])
+    missing = [k for k in missing if k not in PER_DATASET]
+    if wrong or missing or unexpected:
+        detail = "; ".join(filter(None, [f"shapes differ: {wrong[:3]}" if wrong else "", f"missing: {missing[:3]}" if missing else "", f"unexpected: {unexpected[:3]}" if unexpected else ""]))
+        raise CheckpointError(f"{path} does not fit this assistant (another image_size / embed_dim / encoder?): {detail}; {HOW}.")
+    logger.info(f"Assistant initialised from VESSA-base {path}.")
+    return network
+
+
+def is_base(path: str | Path) -> bool:
+    """Whether ``path`` holds a VESSA-base checkpoint (its record says it was made by pre-training)."""
+    return Path(path).is_file() and (read_made_for(path) or {}).get("run") == "pretrain"
+
+
+def assistant_from_base(path: str | Path, labels: dict[int, str], in_channels: int, encoder: TextEncoder | None = None, text_model_path: str | None = None) -> torch.nn.Module:
+    """A ready assistant for ``labels`` straight from VESSA-base, no training: one class channel per foreground label
+    (the base's weights are shared by every class), each class's text token from stage 1's class prompt (by
+    ``encoder``, a :class:`~vessa.networks.text_encoder.TextEncoder`; None: one loaded from ``text_model_path``)."""
+    from vessa.networks.assistant import VessaAssistant
+
+    record = read_made_for(path) or {}
+    model = VessaAssistant(
+        num_classes=len([v for v in labels if int(v) != 0]),
+        in_channels=in_channels,
+        image_size=int(record.get("image_size", 128)),
+        embed_dim=int(record.get("embed_dim", 128)),
+        text_dim=int(record.get("text_dim", 384)),
+    )
+    load_pretrained(model, path)
+    model.set_class_text(class_text_embeddings(encoder or TextEncoder(text_model_path), labels))
+    model.set_made_for({**labels_record(labels, in_channels), "run": "zero_shot", "base": Path(path).name})
+    return model.eval()
