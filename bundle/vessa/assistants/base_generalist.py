@@ -62,6 +62,7 @@ class BaseGeneralist(PromptedGeneralist):
         self.model.requires_grad_(False)
         self.size = self.model.image_size
         self.bank = TemplateBank.from_slices(labeled_slices or [], labels, self.size) if templates == "bank" else None
+        self.showing = {k: [i for i, m in enumerate(self.bank.masks) if bool((m == k).any())] or None for k in self.bank.foreground} if self.bank else {}
         self.templates, self.num_templates = templates, int(num_templates)
         self.num_points, self.use_box, self.use_mask_prompt = int(num_points), bool(use_box), bool(use_mask_prompt)
         self.draws, self.min_area = int(draws), int(min_area)
@@ -71,8 +72,7 @@ class BaseGeneralist(PromptedGeneralist):
         """(1, T, C, S, S) templates and (1, T, 1, S, S) masks of class ``k`` for the (1, C, S, S) image ``x``."""
         if self.bank is None:
             return x[:, None], mask[None, None, None]
-        among = [i for i, m in enumerate(self.bank.masks) if bool((m == k).any())] or None
-        found = self.bank.retrieve(x[0].cpu(), self.num_templates, among=among)
+        found = self.bank.retrieve(x[0].cpu(), self.num_templates, among=self.showing[k])
         images, masks = self.bank.gather(found)
         channel = self.bank.foreground.index(k)
         return images[None].to(self.device), masks[None, :, channel : channel + 1].to(self.device)

@@ -131,13 +131,12 @@ def evaluation_bank(assistant_path: str | Path, bank_path: str | Path, dataset_d
     from vessa.data.prepare import load_split
     from vessa.data.slices import load_slices
     from vessa.engines.checkpoints import read_made_for
-    from vessa.networks.pretrained import is_base
 
-    if not is_base(assistant_path):
+    record = (read_made_for(assistant_path) if Path(assistant_path).is_file() else None) or {}
+    if record.get("run") != "pretrain":
         return TemplateBank.load(bank_path)
     datalist, split = load_split(dataset_dir, labeled, seed, None, sample_kind)
-    size = int((read_made_for(assistant_path) or {}).get("image_size", 128))
-    return TemplateBank.from_slices(load_slices(split.labeled, datalist.label_values, normalize=normalize), datalist.labels, size)
+    return TemplateBank.from_slices(load_slices(split.labeled, datalist.label_values, normalize=normalize), datalist.labels, int(record.get("image_size", 128)))
 
 
 def load_assistant(checkpoint: str | Path, bank: TemplateBank, device: str | torch.device = "cpu") -> VessaAssistant:

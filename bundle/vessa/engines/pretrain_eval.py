@@ -29,9 +29,10 @@ def heldout_episodes(data: CorpusSet, queries_per_class: int, num_templates: int
         rows = data.with_class(value, data.heldout)
         step = max(1, len(rows) // queries_per_class)
         channel = data.bank.foreground.index(value)
+        showing = data.with_class(value)
         for q in rows[::step][:queries_per_class]:
             image = data.heldout.images[q].float()
-            found = data.bank.retrieve(image, num_templates, data.heldout.positions[q], among=data.with_class(value))
+            found = data.bank.retrieve(image, num_templates, data.heldout.positions[q], among=showing)
             templates, masks = data.bank.gather([found[i % len(found)] for i in range(num_templates)])
             episodes.append({
                 "image": as_rgb(image),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from vessa.engines.checkpoints import labels_record, read_made_for, read_weights
+from vessa.engines.checkpoints import labels_record, read_weights, weights_record
 from vessa.errors import CheckpointError
 from vessa.networks.text_encoder import TextEncoder, class_text_embeddings
 
@@ -17,11 +17,12 @@ HOW = "train it with `vessa pretrain` (configs/pretrain.json), point 'pretrained
 PER_DATASET = ("class_text",)  # set for each data set's own classes (stage 1's set_class_text)
 
 
-def load_pretrained(network: torch.nn.Module, path: str | Path) -> torch.nn.Module:
+def load_pretrained(network: torch.nn.Module, path: str | Path, state: dict | None = None) -> torch.nn.Module:
     """Load every weight of the VESSA-base checkpoint at ``path`` into ``network`` but the per-data-set class texts.
     A gray (1-channel) assistant takes the sum of the base's RGB stem filters: on a gray image it then answers as
-    the base does on that image repeated to three channels, the way the base saw gray images."""
-    state = dict(read_weights(path, "VESSA-base checkpoint", HOW))
+    the base does on that image repeated to three channels, the way the base saw gray images. ``state``: the file's
+    already read state dict."""
+    state = dict(state if state is not None else read_weights(path, "VESSA-base checkpoint", HOW))
     own = network.state_dict()
     for key in PER_DATASET:
         state.pop(key, None)
@@ -39,18 +40,14 @@ def load_pretrained(network: torch.nn.Module, path: str | Path) -> torch.nn.Modu
     return network
 
 
-def is_base(path: str | Path) -> bool:
-    """Whether ``path`` holds a VESSA-base checkpoint (its record says it was made by pre-training)."""
-    return Path(path).is_file() and (read_made_for(path) or {}).get("run") == "pretrain"
-
-
 def assistant_from_base(path: str | Path, labels: dict[int, str], in_channels: int, encoder: TextEncoder | None = None, text_model_path: str | None = None) -> torch.nn.Module:
     """A ready assistant for ``labels`` straight from VESSA-base, no training: one class channel per foreground label
     (the base's weights are shared by every class), each class's text token from stage 1's class prompt (by
     ``encoder``, a :class:`~vessa.networks.text_encoder.TextEncoder`; None: one loaded from ``text_model_path``)."""
     from vessa.networks.assistant import VessaAssistant
 
-    record = read_made_for(path) or {}
+    state = read_weights(path, "VESSA-base checkpoint", HOW)
+    record = weights_record(state) or {}
     model = VessaAssistant(
         num_classes=len([v for v in labels if int(v) != 0]),
         in_channels=in_channels,
@@ -58,7 +55,7 @@ def assistant_from_base(path: str | Path, labels: dict[int, str], in_channels: i
         embed_dim=int(record.get("embed_dim", 128)),
         text_dim=int(record.get("text_dim", 384)),
     )
-    load_pretrained(model, path)
+    load_pretrained(model, path, state)
     model.set_class_text(class_text_embeddings(encoder or TextEncoder(text_model_path), labels))
     model.set_made_for({**labels_record(labels, in_channels), "run": "zero_shot", "base": Path(path).name})
     return model.eval()
