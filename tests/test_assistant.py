@@ -143,3 +143,34 @@ def test_corrective_click_sits_inside_the_larger_error_with_its_label():
     assert 14 <= x <= 17 and 14 <= y <= 17  # the centre of the missed square
     x, y = coords[1, 0].tolist()
     assert not truth[1, int(y), int(x)] and pred[1, int(y), int(x)]
+
+
+def test_a_click_session_adds_one_corrective_click_per_round_and_feeds_the_prediction_back():
+    from types import SimpleNamespace
+
+    from vessa.engines.stage1 import Stage1Trainer
+
+    torch.manual_seed(0)
+    model = VessaAssistant(num_classes=2, image_size=S, embed_dim=32, text_dim=0, mlp_dim=64)
+    label = torch.zeros(2, 2, S, S)
+    label[:, 0, 8:20, 8:20] = 1
+    label[:, 1, 30:50, 30:50] = 1
+    batch = {"image": torch.rand(2, 1, S, S), "templates": torch.rand(2, 1, 1, S, S), "template_masks": label[:, None].clone(), "label": label}
+    prompts = {"coarse_mask": None, "points": None, "point_labels": None, "boxes": None}
+    trainer = SimpleNamespace(click_rounds=3, generator=torch.Generator().manual_seed(0))
+    engine = SimpleNamespace(network=model, amp=False)
+    rounds = set()
+    for _ in range(6):
+        out = Stage1Trainer._click_session(trainer, engine, batch, prompts)
+        p = out["points"].shape[2]
+        rounds.add(p)
+        assert out["points"].shape == (2, 2, p, 2) and 1 <= p <= 3
+        assert out["coarse_mask"].shape == (2, 2, S, S) and 0 <= float(out["coarse_mask"].min()) and float(out["coarse_mask"].max()) <= 1
+        clicked = out["point_labels"] >= 0
+        xy = out["points"][clicked].long()
+        foreground = out["point_labels"][clicked] == 1
+        inside = label.flatten(0, 1).repeat_interleave(p, 0)  # every click's own class mask, in order
+        inside = inside.view(2, 2, p, S, S)[clicked]
+        on_mask = inside[torch.arange(len(xy)), xy[:, 1], xy[:, 0]] > 0
+        assert torch.equal(on_mask, foreground)  # foreground clicks on missed structure, background ones off it
+    assert len(rounds) > 1  # the number of rounds is drawn per batch

@@ -26,5 +26,5 @@ def test_two_processes_train_one_student_and_write_one_checkpoint(tmp_path):
     assert sorted(p.name for p in models.iterdir()) == ["model.pt"]  # one best checkpoint, written by rank 0
     state = torch.load(models / "model.pt", weights_only=True)
     assert not any(k.startswith("module.") for k in state)  # the student itself, not its DDP wrapper
-    latest = torch.load(tmp_path / "runs" / "sample_2d" / "stage2" / "latest.pt", weights_only=False)
+    latest = torch.load(tmp_path / "runs" / "sample_2d" / "stage2" / "latest.pt", weights_only=True)
     assert latest["trainer"]["iteration"] == 4 and not any(k.startswith("module.") for k in latest["model"])

@@ -131,6 +131,18 @@ def test_errors_are_clear_and_the_server_keeps_serving(client, app_data):
     with pytest.raises(MONAILabelClientException) as err:
         client.infer("vessa_interactive", case, {"label": "aorta", "foreground": [[10, 10]]})
     assert "Unknown label 'aorta'" in str(err.value.msg)
+    malformed = {
+        "outside": ({"label": "cavity", "foreground": [[10, 10_000]]}, "outside the image"),
+        "negative": ({"label": "cavity", "foreground": [[-3, 10]]}, "outside the image"),
+        "nan": ({"label": "cavity", "foreground": [[float("nan"), 10]]}, "finite voxel indices"),
+        "text": ({"label": "cavity", "background": [["left", 10]]}, "must hold numbers"),
+        "not a list": ({"label": "cavity", "foreground": [7]}, "voxel indices"),
+        "roi": ({"label": "cavity", "roi": [1, 2, "x", 4]}, "must hold numbers"),
+    }
+    for kind, (params, message) in malformed.items():
+        with pytest.raises(MONAILabelClientException) as err:
+            client.infer("vessa_interactive", case, params)
+        assert "Status: 422" in str(err.value.msg) and message in str(err.value.msg), (kind, err.value.msg)
     assert "vessa_student" in client.info()["models"]
 
 

@@ -154,4 +154,4 @@ def test_the_record_names_data_set_labels_channels_and_split(trained_stage1):
     saved = read_made_for(trained_stage1["root"] / "models" / "sample_2d" / "assistant.pt")
     assert {k: saved[k] for k in record} == record
     assert saved["image_size"] == 64 and saved["text_alignment"] is False and saved["text_dim"] == 384
-    assert torch.load(trained_stage1["root"] / "runs" / "sample_2d" / "stage1" / "latest.pt", weights_only=False)["made_for"]["run"] == "stage1"
+    assert torch.load(trained_stage1["root"] / "runs" / "sample_2d" / "stage1" / "latest.pt", weights_only=True)["made_for"]["run"] == "stage1"

@@ -43,7 +43,7 @@ def test_each_method_and_assistant_trains_and_checkpoints(tmp_path, trained_stag
     assert trainer.state.iteration == 4
     assert ("unsup" in trainer.state.output) == (method != "supervised")
     assert (tmp_path / "models" / "sample_2d" / "model.pt").is_file()
-    saved = torch.load(tmp_path / "runs" / "sample_2d" / "stage2" / "latest.pt", weights_only=False)
+    saved = torch.load(tmp_path / "runs" / "sample_2d" / "stage2" / "latest.pt", weights_only=True)
     assert set(saved) >= {"model", "optimizer", "trainer", "method"}
     if assistant == "text_vlm":  # it learns during stage 2: its weights and optimiser are checkpointed for resuming
         assert "vlm_loss" in trainer.state.output and set(saved["assistant"]) == {"model", "optimizer"}
@@ -197,7 +197,7 @@ def test_dynamic_interaction_fine_tunes_the_assistant_on_confident_student_outpu
     trainer = wf.parser.get_parsed_content("train#trainer")
     assert trainer.state.output["assistant_update_images"] > 0
     assert any(not torch.equal(before[k], v) for k, v in _tensors(labeler.model).items())
-    saved = torch.load(tmp_path / "runs" / "sample_2d" / "stage2" / "latest.pt", weights_only=False)
+    saved = torch.load(tmp_path / "runs" / "sample_2d" / "stage2" / "latest.pt", weights_only=True)
     assert torch.equal(saved["assistant"]["model"]["mask_decoder.iou_token.weight"], labeler.model.state_dict()["mask_decoder.iou_token.weight"])
 
 
@@ -224,7 +224,7 @@ def test_cached_pseudo_labels_are_refined_once_per_image_until_refreshed(tmp_pat
 def test_a_resumed_run_keeps_its_best_validation_score_and_early_stopping_count(tmp_path):
     wf = stage2_workflow(tmp_path, method="supervised", assistant="none", val_interval=1, early_stopping_patience=5)
     wf.run()
-    saved = torch.load(tmp_path / "runs" / "sample_2d" / "stage2" / "latest.pt", weights_only=False)
+    saved = torch.load(tmp_path / "runs" / "sample_2d" / "stage2" / "latest.pt", weights_only=True)
     assert len(saved["best_model"]["_saved"]) == 1 and {"counter", "best_score"} <= set(saved["early_stopping"])
     resumed = stage2_workflow(tmp_path, method="supervised", assistant="none", iterations=6, val_interval=1, early_stopping_patience=5)
     resumed.parser.get_parsed_content("checkpoint").load(resumed.parser.get_parsed_content("train#trainer"))

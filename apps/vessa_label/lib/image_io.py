@@ -7,6 +7,7 @@ columns ``j``; a PNG is loaded as (width, height), so ``[i, j]`` is column ``i``
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -36,18 +37,30 @@ def read_image(path: str | Path) -> np.ndarray:
 
 def click_to_pixel(click: Sequence[float], volume: bool) -> tuple[int | None, tuple[float, float]]:
     """Slice index (None for a 2D image) and (x, y) = (column, row) pixel of one client click."""
-    if len(click) < (3 if volume else 2):
-        raise DataError(f"Click {list(click)} needs {'[i, j, k]' if volume else '[i, j]'} voxel indices.")
+    if not isinstance(click, (list, tuple)) or len(click) < (3 if volume else 2):
+        raise DataError(f"Click {click!r} needs {'[i, j, k]' if volume else '[i, j]'} voxel indices.")
+    click = finite_numbers(click, "Click")
     if volume:
         return int(round(click[2])), (float(click[1]), float(click[0]))
     return None, (float(click[0]), float(click[1]))
 
 
+def finite_numbers(values: Sequence, what: str) -> list[float]:
+    """``values`` as floats; a :class:`DataError` naming them when one is not a finite number (text, NaN, inf)."""
+    try:
+        numbers = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise DataError(f"{what} {list(values)!r} must hold numbers (voxel indices).") from None
+    if not all(math.isfinite(v) for v in numbers):
+        raise DataError(f"{what} {list(values)!r} must hold finite voxel indices (no NaN or infinity).")
+    return numbers
+
+
 def roi_to_box(roi: Sequence[float], volume: bool) -> tuple[float, float, float, float]:
     """A client ROI ``[i0, j0, i1, j1, ...]`` as an (x0, y0, x1, y1) pixel box of the slice."""
-    if len(roi) < 4:
-        raise DataError(f"ROI {list(roi)} needs at least [i0, j0, i1, j1].")
-    i0, j0, i1, j1 = (float(v) for v in roi[:4])
+    if not isinstance(roi, (list, tuple)) or len(roi) < 4:
+        raise DataError(f"ROI {roi!r} needs at least [i0, j0, i1, j1].")
+    i0, j0, i1, j1 = finite_numbers(roi[:4], "ROI")
     return (min(j0, j1), min(i0, i1), max(j0, j1), max(i0, i1)) if volume else (min(i0, i1), min(j0, j1), max(i0, i1), max(j0, j1))
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from vessa.errors import CheckpointError, DataError
+from vessa.torch_files import atomic_torch_save, load_plain
 
 THUMB = 32
 
@@ -32,15 +32,6 @@ def thumbnail_embedding(image: torch.Tensor) -> torch.Tensor:
     x = F.adaptive_avg_pool2d(x.float().mean(1, keepdim=True), THUMB).flatten(1)
     x = x - x.mean(1, keepdim=True)
     return F.normalize(x, dim=1)
-
-
-def atomic_torch_save(obj, path: str | Path) -> None:
-    """Write with torch.save to a temporary file beside ``path``, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 class TemplateBank:
@@ -163,7 +154,7 @@ class TemplateBank:
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"Template bank not found: {path}. Train stage 1 first (python -m monai.bundle run training --config_file configs/stage1.json) or point 'bank_path' at an existing bank.pt.")
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = load_plain(path, "template bank")
         bank = cls(state["labels"], state["image_size"], state["position_weight"])
         if state["images"] is not None:
             bank.images = list(state["images"])

@@ -13,7 +13,7 @@ from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 
 from vessa.data.streams import RandomStreamDataset
-from vessa.data.template_bank import atomic_torch_save
+from vessa.torch_files import atomic_torch_save, load_plain
 from vessa.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class ResumableCheckpoint:
     def load(self, engine: Engine) -> None:
         if not (self.resume and self.path.is_file()):
             return
-        state = torch.load(self.path, map_location=engine.state.device, weights_only=False)
+        state = load_plain(self.path, "saved training state", map_location=engine.state.device)
         if self.made_for is not None:
             check_made_for(state.get("made_for"), self.made_for, f"The saved training state {self.path}", RESUME_FIX)
         max_epochs = engine.state.max_epochs  # the configured length wins over the saved one
@@ -192,7 +192,7 @@ def read_weights(path: str | Path, what: str = "trained model", how: str = "") -
             f"No {what} at {path}: "
             + (how or "train one first (python -m monai.bundle run training --config_file configs/stage2.json, with the same overrides), or point ckpt_dir / model_path at the folder that holds model.pt.")
         )
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return load_plain(path, what)
 
 
 def load_weights(

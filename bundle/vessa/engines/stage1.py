@@ -27,8 +27,11 @@ class Stage1Trainer(Trainer):
         network: the assistant.
         prompt_kwargs: probabilities of the simulated coarse-mask, click and box prompts
             (see :func:`vessa.engines.prompts.simulate_prompts`).
-        corrective_clicks: probability that a batch also gets one corrective click per class mask, placed on
-            the error of a first (no-grad) prediction: the assistant learns to follow an annotator's clicks.
+        corrective_clicks: probability that a batch is trained as an annotator's click session (RITM / SAM
+            style): rounds of (no-grad) prediction, each adding one click per class mask inside the largest error
+            of the assistant's own previous prediction and handing that prediction back as the mask prompt; the
+            loss is taken on the prediction from all of them, so the assistant learns what a click means.
+        click_rounds: most rounds of a click session (1 to ``click_rounds`` drawn per batch).
         seed: seed of the prompt simulation.
         dual_loss: with an assistant built with ``text_alignment``, the DuSSS dual contrastive loss that
             replaces the cross-entropy alignment term (weighted by the loss function's ``align_weight``):
@@ -53,6 +56,7 @@ class Stage1Trainer(Trainer):
         epoch_length: int | None = None,
         prompt_kwargs: dict | None = None,
         corrective_clicks: float = 0.0,
+        click_rounds: int = 1,
         seed: int = 0,
         dual_loss: DualContrastiveLoss | None = None,
         descriptions: tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -84,21 +88,28 @@ class Stage1Trainer(Trainer):
         self.image_texts = image_texts
         self.task_texts = task_texts
         self.corrective_clicks = corrective_clicks
+        self.click_rounds = max(1, int(click_rounds))
         self.generator = torch.Generator().manual_seed(seed)
         attach_handlers(self, train_handlers)
 
     @torch.no_grad()
-    def _add_corrective_clicks(self, engine: "Stage1Trainer", batch: dict, prompts: dict) -> dict:
-        """The prompts plus one click per class mask on the error of the assistant's prediction from them."""
+    def _click_session(self, engine: "Stage1Trainer", batch: dict, prompts: dict) -> dict:
+        """The prompts after 1 to ``click_rounds`` rounds of corrective clicks on the assistant's own predictions,
+        the last prediction as the mask prompt."""
         engine.network.eval()
-        first = engine.network(batch["image"], batch["templates"], batch["template_masks"], **prompts)
         masks = batch["label"]
         b, k = masks.shape[:2]
-        coords, labels = corrective_clicks((first["best"] > 0).flatten(0, 1).cpu(), (masks > 0.5).flatten(0, 1).cpu())
-        coords, labels = coords.view(b, k, 1, 2).to(masks.device), labels.view(b, k, 1).to(masks.device)
-        if prompts["points"] is not None:
-            coords, labels = torch.cat([prompts["points"], coords], 2), torch.cat([prompts["point_labels"], labels], 2)
-        return {**prompts, "points": coords, "point_labels": labels}
+        truth = (masks > 0.5).flatten(0, 1).cpu()
+        rounds = int(torch.randint(1, self.click_rounds + 1, (1,), generator=self.generator))
+        for _ in range(rounds):
+            with autocast(engine):
+                previous = engine.network(batch["image"], batch["templates"], batch["template_masks"], **prompts)["best"].float()
+            coords, labels = corrective_clicks((previous > 0).flatten(0, 1).cpu(), truth)
+            coords, labels = coords.view(b, k, 1, 2).to(masks.device), labels.view(b, k, 1).to(masks.device)
+            if prompts["points"] is not None:
+                coords, labels = torch.cat([prompts["points"], coords], 2), torch.cat([prompts["point_labels"], labels], 2)
+            prompts = {**prompts, "points": coords, "point_labels": labels, "coarse_mask": torch.sigmoid(previous)}
+        return prompts
 
     def _dual_contrastive(self, network: VessaAssistant, out: dict, batch: dict) -> dict[str, torch.Tensor]:
         """Dual contrastive loss of the query's and the first template's class regions (two views) and the class descriptions."""
@@ -120,7 +131,7 @@ class Stage1Trainer(Trainer):
         if self.task_texts is not None and tasks is not None:
             prompts["text_embeddings"] = self.task_texts.encode_cached(list(tasks)).to(device)[:, None]
         if self.corrective_clicks > 0 and torch.rand(1, generator=self.generator) < self.corrective_clicks:
-            prompts = self._add_corrective_clicks(engine, batch, prompts)
+            prompts = self._click_session(engine, batch, prompts)
         engine.network.train()
         engine.optimizer.zero_grad(set_to_none=True)
         with autocast(engine):

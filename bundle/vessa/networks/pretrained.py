@@ -14,7 +14,23 @@ from vessa.networks.text_encoder import TextEncoder, class_text_embeddings
 logger = logging.getLogger(__name__)
 
 HOW = "train it with `vessa pretrain` (configs/pretrain.json), point 'pretrained' at another file, or set 'pretrained' to none to train from scratch"
-PER_DATASET = ("class_text",)  # set for each data set's own classes (stage 1's set_class_text)
+RUN_OWN = ("class_text", "text_aligned")  # each stage-1 run sets its own classes' texts and its text-alignment switch
+SHIPPED = "models/vessa_base.pt"  # the base shipped in the repository, relative to the bundle root
+
+
+def warm_start(network: torch.nn.Module, pretrained: str, bundle_root: str | Path) -> torch.nn.Module:
+    """Stage 1's ``pretrained`` id: ``default`` loads the shipped VESSA-base (``<bundle_root>/models/vessa_base.pt``)
+    when the bundle has it, else trains from scratch with a warning; ``none`` trains from scratch; any other value
+    is a checkpoint path, which must exist."""
+    if pretrained == "none":
+        return network
+    if pretrained == "default":
+        path = Path(bundle_root) / SHIPPED
+        if not path.is_file():
+            logger.warning(f"No VESSA-base at {path}: the assistant trains from scratch (restore it with `git checkout {SHIPPED}`, or set pretrained none to say so).")
+            return network
+        return load_pretrained(network, path)
+    return load_pretrained(network, pretrained)
 
 
 def load_pretrained(network: torch.nn.Module, path: str | Path, state: dict | None = None) -> torch.nn.Module:
@@ -24,7 +40,7 @@ def load_pretrained(network: torch.nn.Module, path: str | Path, state: dict | No
     already read state dict."""
     state = dict(state if state is not None else read_weights(path, "VESSA-base checkpoint", HOW))
     own = network.state_dict()
-    for key in PER_DATASET:
+    for key in RUN_OWN:
         state.pop(key, None)
     for key, value in state.items():
         target = own.get(key)
@@ -32,7 +48,7 @@ def load_pretrained(network: torch.nn.Module, path: str | Path, state: dict | No
             state[key] = value.sum(1, keepdim=True)
     wrong = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if isinstance(own.get(k), torch.Tensor) and v.shape != own[k].shape]
     missing, unexpected = network.load_state_dict(state, strict=False) if not wrong else ([], [])
-    missing = [k for k in missing if k not in PER_DATASET]
+    missing = [k for k in missing if k not in RUN_OWN]
     if wrong or missing or unexpected:
         detail = "; ".join(filter(None, [f"shapes differ: {wrong[:3]}" if wrong else "", f"missing: {missing[:3]}" if missing else "", f"unexpected: {unexpected[:3]}" if unexpected else ""]))
         raise CheckpointError(f"{path} does not fit this assistant (another image_size / embed_dim / encoder?): {detail}; {HOW}.")

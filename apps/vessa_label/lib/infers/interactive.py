@@ -93,6 +93,10 @@ class InteractiveSegmentation(VessaInferTask):
             last_slice = int(round((roi[4] + roi[5]) / 2)) if len(roi) >= 6 else image.shape[-1] // 2
         if is_volume and not 0 <= last_slice < image.shape[-1]:
             raise DataError(f"Click on slice {last_slice} is outside the volume of {image.shape[-1]} slices.")
+        height, width = image.shape[1:3]  # a slice's rows and columns: (C, X, Y, Z) volume or (C, H, W) image
+        outside = [xy for own in clicks.values() for xy, _ in own if not (0 <= xy[0] < width and 0 <= xy[1] < height)]
+        if outside:
+            raise DataError(f"Clicks {outside} (x, y) are outside the image of {width} x {height} pixels.")
 
         predictor = self.served.assistant()
         num_classes = len(predictor.bank.foreground)
