@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import io
 import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 import torch
 from monailabel.client.client import MONAILabelClient, MONAILabelClientException
 from PIL import Image
@@ -94,12 +96,12 @@ def test_automatic_segmentation_has_the_image_shape_and_finds_the_classes(client
     assert mean > min_dice, f"{model} mean Dice {mean:.2f} on an unlabelled sample image"
 
 
-def test_clicks_change_the_result_where_they_are(client, app_data):
+def test_painted_clicks_change_the_result_where_they_are(client, app_data):
     def click_on(case: str, name: str) -> tuple[list, np.ndarray, np.ndarray, dict]:
         truth = app_data["hidden"][case] == LABELS[name]
         rows, cols = np.nonzero(truth)
         centre = [int(np.median(cols)), int(np.median(rows))]  # PNG clicks are [column, row]
-        path, result = client.infer("vessa_interactive", case, {"label": name, "foreground": [centre]})
+        path, result = client.infer("vessa_interactive", case, {"label": name, "foreground": [centre], "click_mode": "paint"})
         return centre, truth, read_label(path), result
 
     tries = [(case, name) for case in app_data["unlabeled"] for name in LABELS if (app_data["hidden"][case] == LABELS[name]).any()]
@@ -115,7 +117,7 @@ def test_clicks_change_the_result_where_they_are(client, app_data):
     (case, name), (centre, truth, first, result) = min(clicked.items(), key=lambda kv: dice(kv[1][2] > 0, kv[1][1]))
     coords, flag = corrective_clicks(torch.from_numpy(first > 0)[None], torch.from_numpy(truth)[None])
     click = [int(coords[0, 0, 0]), int(coords[0, 0, 1])]
-    params = {"label": name, "foreground": [centre], "background": []}
+    params = {"label": name, "foreground": [centre], "background": [], "click_mode": "paint"}
     params["foreground" if flag[0, 0] == 1 else "background"].append(click)
     path, second = client.infer("vessa_interactive", case, params)
     corrected = read_label(path)
@@ -124,6 +126,39 @@ def test_clicks_change_the_result_where_they_are(client, app_data):
     assert len(changed) and np.median(np.hypot(changed[:, 0] - click[1], changed[:, 1] - click[0])) < 0.15 * truth.shape[0]
     assert dice(corrected > 0, truth) > dice(first > 0, truth)
     assert second["latency"] <= result["latency"] + 0.5
+
+
+def _png(shape: tuple[int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros(shape, np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_malformed_requests_are_refused_and_nothing_is_written(server, app_data):
+    """Every bad input is answered 4xx with a message that names it, the datastore is unchanged, the server serves on."""
+    url, case, root = server.url, app_data["unlabeled"][1], app_data["studies"].parent
+    good = {"label": "cavity", "foreground": [[30, 30]]}
+    bad = {  # kind: (request, expected status, part of the message)
+        "params not JSON (infer)": (lambda: requests.post(f"{url}/infer/vessa_interactive?image={case}", data={"params": "{label: cavity"}), 400, "not valid JSON"),
+        "params not JSON (label)": (lambda: requests.put(f"{url}/datastore/label?image={case}&tag=final", data={"params": "{x"}, files={"label": ("l.png", _png((64, 64)))}), 400, "not valid JSON"),
+        "empty image upload": (lambda: requests.put(f"{url}/datastore/?image=newcase", files={"file": ("new.png", b"")}), 422, "was not added"),
+        "image id with ..": (lambda: requests.put(f"{url}/datastore/?image=../evil", files={"file": ("evil.png", _png((64, 64)))}), 422, "is not allowed"),
+        "image id with /": (lambda: requests.put(f"{url}/datastore/?image=a/evil", files={"file": ("evil.png", _png((64, 64)))}), 422, "is not allowed"),
+        "label tag with ..": (lambda: requests.put(f"{url}/datastore/label?image={case}&tag=../evil", files={"label": ("l.png", _png((64, 64)))}), 422, "is not allowed"),
+        "label of another shape": (lambda: requests.put(f"{url}/datastore/label?image={case}&tag=final", files={"label": ("l.png", _png((32, 48)))}), 422, "is not its image's"),
+        "empty label upload": (lambda: requests.put(f"{url}/datastore/label?image={case}&tag=final", files={"label": ("l.png", b"")}), 422, "upload is empty"),
+        "label of an unknown image": (lambda: requests.put(f"{url}/datastore/label?image=nosuchcase&tag=final", files={"label": ("l.png", _png((64, 64)))}), 404, "not in the datastore"),
+        "image path outside the datastore": (lambda: requests.post(f"{url}/infer/vessa_student?image=..%2F..%2Fetc%2Fpasswd"), 404, "not in the datastore"),
+        "propagate not a number": (lambda: requests.post(f"{url}/infer/vessa_interactive?image={case}", data={"params": json.dumps({**good, "propagate": "x"})}), 422, "'propagate'"),
+        "unknown click mode": (lambda: requests.post(f"{url}/infer/vessa_interactive?image={case}", data={"params": json.dumps({**good, "click_mode": "magic"})}), 422, "Unknown click_mode"),
+    }
+    files_before = {p: p.stat().st_mtime_ns for p in app_data["studies"].rglob("*") if p.is_file()}
+    answers = {kind: send() for kind, (send, _, _) in bad.items()}
+    handled = [kind for kind, r in answers.items() if r.status_code == bad[kind][1] and bad[kind][2] in r.json()["detail"]]
+    assert handled == list(bad), {k: (r.status_code, r.text[:200]) for k, r in answers.items() if k not in handled}
+    assert {p: p.stat().st_mtime_ns for p in app_data["studies"].rglob("*") if p.is_file()} == files_before
+    assert not list(root.rglob("*evil*")) and not list(root.rglob("newcase*"))
+    assert requests.post(f"{url}/infer/vessa_interactive?image={case}", data={"params": json.dumps(good)}).status_code == 200
 
 
 def test_errors_are_clear_and_the_server_keeps_serving(client, app_data):

@@ -38,17 +38,18 @@ def pretrain(root, datasets, **overrides):
 
 @pytest.fixture(scope="module")
 def tiny_base(two_sets, tmp_path_factory):
-    """Four iterations on a gray and an RGB set, then two more in a second, resumed run."""
+    """Four iterations on a gray and an RGB set, then two more in a second, resumed run trained as click sessions."""
     _, datasets = two_sets
     root = tmp_path_factory.mktemp("pretrain")
     first = pretrain(root, datasets, iterations=4)
-    second = pretrain(root, datasets, iterations=6)
+    second = pretrain(root, datasets, iterations=6, corrective_clicks=1.0, click_rounds=2)
     return {"root": root, "first": first, "second": second, "path": root / "models" / "vessa_base.pt"}
 
 
 def test_pretraining_resumes_and_scores_every_held_out_set(tiny_base):
     assert tiny_base["first"].state.iteration == 4
     assert tiny_base["second"].state.iteration == 6  # went on from iteration 4 instead of starting again
+    assert (tiny_base["second"].corrective_clicks, tiny_base["second"].click_rounds) == (1.0, 2)
     curve = json.loads((tiny_base["root"] / "runs" / "pretrain" / "vessa_base" / "heldout_curve.json").read_text())
     assert [p["iteration"] for p in curve] == [2, 4, 6]
     assert all(0.0 <= p["gray"] <= 1.0 and 0.0 <= p["rgb"] <= 1.0 for p in curve)

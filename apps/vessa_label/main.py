@@ -9,7 +9,8 @@ checkpoints served and written by training: model.pt, assistant.pt, bank.pt; def
 default <bundle_root>/runs/label_<studies name>), ``device`` (cpu / cuda), ``models`` (``all`` or a comma list of
 vessa_student, vessa_assistant, vessa_interactive, sam_2d), ``student_configs`` (comma list; a 3D student:
 ``stage2.json,stage2_3d.json``), ``student_overrides`` (JSON of config ids the student was trained with,
-e.g. ``{"student_features": [8, 16, 32, 64, 128]}``), ``propagate`` (slices each way an interactive mask is propagated),
+e.g. ``{"student_features": [8, 16, 32, 64, 128]}``), ``propagate`` (slices each way an interactive mask is propagated), ``click_mode`` (``learnt``: the
+assistant's own response to clicks; ``paint``: a disk per click edits the mask too),
 ``num_templates``, ``base_assistant`` (VESSA-base, default <bundle_root>/models/vessa_base.pt: served as the
 assistant until stage 1 has been trained in ckpt_dir, with a template bank of the approved labels), ``sam2_checkpoint`` and ``sam2_config`` (local SAM2 files: adds MONAI Label's own SAM2
 task), ``text_model`` (local text-model folder for the class texts: stage 1, text_vlm), ``labels`` (JSON {name: value} before a bank exists).
@@ -22,19 +23,23 @@ import json
 import logging
 import os
 import shutil
+import sys
+import tempfile
 from pathlib import Path
 
 import torch
 from fastapi import HTTPException
+from fastapi.responses import JSONResponse
 from monailabel.config import settings
 from monailabel.datastore.local import LocalDatastore
 from monailabel.interfaces.app import MONAILabelApp
-from monailabel.interfaces.datastore import DefaultLabelTag
+from monailabel.interfaces.datastore import Datastore, DefaultLabelTag
 from monailabel.interfaces.tasks.infer_v2 import InferTask
 from monailabel.tasks.activelearning.first import First
 from monailabel.tasks.activelearning.random import Random
 
 from lib.activelearning.disagreement import Disagreement
+from lib.datastore import CheckedDatastore
 from lib.infers.assistant import AssistantSegmentation
 from lib.infers.interactive import InteractiveSegmentation
 from lib.infers.student import StudentSegmentation
@@ -49,6 +54,22 @@ logger = logging.getLogger(__name__)
 APP_DIR = Path(__file__).resolve().parent
 INFERS = ("vessa_student", "vessa_assistant", "vessa_interactive", "sam_2d")
 OUTPUT_TAG = "vessa"  # model outputs saved in the datastore go under this tag, never "final"
+
+
+def answer_invalid_json() -> None:
+    """Answer a request whose ``params`` form field is not JSON with 400 and the parser's message.
+
+    MONAI Label's endpoints ``json.loads`` that field themselves, so without this it is a 500 with no message.
+    Starlette copies the exception handlers when it builds its middleware stack, hence the rebuild on the next request.
+    """
+    from monailabel.app import app as server
+
+    async def invalid_json(request, err: json.JSONDecodeError) -> JSONResponse:
+        return JSONResponse(status_code=400, content={"detail": f"The 'params' field is not valid JSON ({err.msg}, position {err.pos}): send a JSON object, e.g. {{\"label\": \"lv\"}}."})
+
+    if json.JSONDecodeError not in server.exception_handlers:
+        server.add_exception_handler(json.JSONDecodeError, invalid_json)
+        server.middleware_stack = None
 
 
 class VessaLabelApp(MONAILabelApp):
@@ -78,12 +99,26 @@ class VessaLabelApp(MONAILabelApp):
         if unknown:
             raise ValueError(f"--conf models: unknown {unknown}; available: {', '.join(INFERS)} (or all)")
         super().__init__(app_dir=app_dir, studies=studies, conf=conf, name="VESSA", description="Semi-supervised segmentation with a reference-guided assistant", version="0.2.0")
+        if "monailabel.app" in sys.modules:  # served by `monailabel start_server`, not run by main() below
+            answer_invalid_json()
+
+    def init_datastore(self) -> Datastore:
+        """A local studies folder through :class:`CheckedDatastore` (ids, empty files and label shapes checked
+        before anything is written); DICOMweb and other remote datastores as MONAI Label serves them."""
+        if self.studies.startswith(("http://", "https://")):
+            return super().init_datastore()
+        return CheckedDatastore(
+            self.studies,
+            extensions=settings.MONAI_LABEL_DATASTORE_FILE_EXT,
+            auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
+            read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY,
+        )
 
     def init_infers(self) -> dict[str, InferTask]:
         tasks = {
             "vessa_student": lambda: StudentSegmentation(self.served),
             "vessa_assistant": lambda: AssistantSegmentation(self.served),
-            "vessa_interactive": lambda: InteractiveSegmentation(self.served, int(self.conf.get("propagate", 5))),
+            "vessa_interactive": lambda: InteractiveSegmentation(self.served, int(self.conf.get("propagate", 5)), self.conf.get("click_mode", "paint")),
         }
         infers = {name: build() for name, build in tasks.items() if name in self.wanted}
         if "sam_2d" in self.wanted and self.conf.get("sam2_checkpoint"):
@@ -127,10 +162,23 @@ class VessaLabelApp(MONAILabelApp):
         if request.get("label_tag", OUTPUT_TAG) == DefaultLabelTag.FINAL.value:
             logger.warning(f"Model output of {request.get('model')} is saved under '{OUTPUT_TAG}', not 'final': only an annotator approves labels.")
         request = {**request, "label_tag": OUTPUT_TAG if request.get("label_tag") in (None, DefaultLabelTag.FINAL.value) else request["label_tag"]}
+        if isinstance(request.get("image"), str) and not self._servable(request["image"]):
+            raise HTTPException(status_code=404, detail=f"Image {request['image']!r} is not in the datastore: use an image id from /datastore/, or upload the file with the request.")
         try:
             return super().infer(request, datastore)
         except VessaError as err:
             raise HTTPException(status_code=422, detail=f"{request.get('model')}: {err}") from err
+
+    def _servable(self, image: str) -> bool:
+        """An image id, or a file MONAI Label itself put there (an upload, a session); not any path on this machine.
+
+        MONAI Label reads ``image`` as a file whenever that path exists, which would let a request read any image on
+        the server (``?image=/path/of/anything``)."""
+        if os.sep not in image and (os.altsep or os.sep) not in image and ".." not in image:
+            return True  # an id: the datastore looks it up
+        where = [tempfile.gettempdir(), self.sessions().store_path if self.sessions() else None]
+        resolved = os.path.realpath(image)
+        return any(root and os.path.commonpath([resolved, os.path.realpath(root)]) == os.path.realpath(root) for root in where)
 
     def on_save_label(self, image_id: str, label_id: str) -> dict:
         """An approved label joins the assistant's template bank at once."""

@@ -19,6 +19,7 @@ from vessa.data.template_bank import TemplateBank
 from vessa.engines.assistant_inference import AssistantPredictor, load_assistant
 from vessa.engines.checkpoints import labels_record, load_weights, read_weights, weights_record
 from vessa.errors import CheckpointError
+from vessa.networks.pretrained import SHIPPED
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class ServedModels:
         base_path: str | Path | None = None,
     ) -> None:
         self.bundle_root = Path(bundle_root).resolve()
-        self.base_path = Path(base_path).resolve() if base_path is not None else self.bundle_root / "models" / "vessa_base.pt"
+        self.base_path = Path(base_path).resolve() if base_path is not None else self.bundle_root / SHIPPED
         self.ckpt_dir = Path(ckpt_dir).resolve()
         self.device = torch.device(device)
         self.num_templates = num_templates

@@ -11,42 +11,35 @@ import os
 from collections import defaultdict
 
 import numpy as np
-import torch
 from monailabel.interfaces.tasks.infer_v2 import InferType
 
 from lib.image_io import click_to_pixel, roi_to_box
 from lib.infers.base import VessaInferTask
 from lib.served import ServedModels
 from vessa.data.slices import normalize_minmax
+from vessa.engines.click_response import CLICK_MODES, click_answer
 from vessa.errors import DataError
-
-
-def apply_clicks(mask: np.ndarray, clicks: list, radius: float) -> np.ndarray:
-    """The (H, W) mask with a disk of ``radius`` pixels added at each foreground click ((x, y), 1) and
-    removed at each background click ((x, y), 0), in click order."""
-    yy, xx = np.mgrid[: mask.shape[0], : mask.shape[1]]
-    out = mask.copy()
-    for (x, y), flag in clicks:
-        disk = (xx - x) ** 2 + (yy - y) ** 2 <= radius**2
-        out = out | disk if flag == 1 else out & ~disk
-    return out
 
 
 class InteractiveSegmentation(VessaInferTask):
     """Click-driven (deepgrow-type) segmentation of one label at a time.
 
-    The assistant gets the clicks as point prompts and, as its coarse-mask prompt, the slice's mask edited
-    where the clicks are (a disk of ``click_radius`` times the slice size added or removed per click).
+    ``click_mode`` (:mod:`vessa.engines.click_response`): ``paint`` (default) edits the slice's current mask with a
+    disk per click (``click_radius`` times the slice size) before the assistant refines it, and keeps the disks;
+    ``learnt`` is the assistant's own response (point prompts, the current mask as the coarse-mask prompt), which
+    ``benchmarks/clicks.py`` finds not to follow clicks yet. A request may set its own.
     """
 
     click_radius = 0.04
 
-    def __init__(self, served: ServedModels, propagate: int = 5) -> None:
+    def __init__(self, served: ServedModels, propagate: int = 5, click_mode: str = "paint") -> None:
+        if click_mode not in CLICK_MODES:
+            raise ValueError(f"Unknown click_mode {click_mode!r} for vessa_interactive: use one of {CLICK_MODES}.")
         super().__init__(
             served,
             InferType.DEEPGROW,
             "VESSA assistant, interactive: foreground / background clicks (and an optional ROI box) on a slice, propagated to the neighbouring slices",
-            config={"propagate": propagate},
+            config={"propagate": propagate, "click_mode": click_mode},
         )
 
     def _label_value(self, request: dict) -> int | None:
@@ -76,6 +69,13 @@ class InteractiveSegmentation(VessaInferTask):
 
     def segment(self, image: np.ndarray, request: dict) -> tuple[np.ndarray, dict]:
         value = self._label_value(request)
+        mode = request.get("click_mode", self._config["click_mode"])
+        if mode not in CLICK_MODES:
+            raise DataError(f"Unknown click_mode {mode!r}: use one of {list(CLICK_MODES)}.")
+        steps = request.get("propagate", self._config["propagate"])
+        if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0) and not (isinstance(steps, str) and steps.isdigit()):
+            raise DataError(f"'propagate' is {steps!r}: give the number of slices (0 or more) to propagate the mask each way.")
+        steps = int(steps)
         is_volume = image.ndim == 4
         clicks: dict = defaultdict(list)  # slice -> [((x, y), 1 | 0)]
         last_slice, clicked = None, False
@@ -99,7 +99,6 @@ class InteractiveSegmentation(VessaInferTask):
             raise DataError(f"Clicks {outside} (x, y) are outside the image of {width} x {height} pixels.")
 
         predictor = self.served.assistant()
-        num_classes = len(predictor.bank.foreground)
         volume = self._volume(request["image"], image)
         depth = image.shape[-1] if is_volume else 1
         version = self.served.versions().get("assistant", "")
@@ -112,27 +111,9 @@ class InteractiveSegmentation(VessaInferTask):
             value = self._clicked_class(predictor, prepared(last_slice), clicks.get(last_slice, []))
         k = predictor.bank.foreground.index(value)
 
-        def segment_slice(z: int | None, coarse: np.ndarray | None) -> np.ndarray:
-            prep = prepared(z)
-            own = clicks.get(z, [])
-            points = labels = None
-            if own:
-                points = torch.zeros(num_classes, len(own), 2)
-                labels = torch.full((num_classes, len(own)), -1)
-                points[k] = torch.tensor([xy for xy, _ in own])
-                labels[k] = torch.tensor([flag for _, flag in own])
-            boxes = None
-            if box is not None and z == last_slice:
-                boxes = torch.full((num_classes, 4), float("nan"))
-                boxes[k] = torch.tensor(box)
-            if own:
-                # the slice's current mask (the assistant's own, or the neighbour's), edited where the clicks are,
-                # becomes the coarse-mask prompt the assistant refines: it was trained to snap such masks to the image
-                start = coarse == value if coarse is not None else predictor.predict(prepared=prep, boxes=boxes)["probs"][k].numpy() > predictor.threshold
-                coarse = apply_clicks(start, own, self.click_radius * min(prep["shape"])).astype(np.int64) * value
-            out = predictor.predict(prepared=prep, points=points, point_labels=labels, boxes=boxes, coarse_label=coarse)
-            # a clicked pixel always ends up with the label the annotator gave it
-            return apply_clicks(out["probs"][k].numpy() > predictor.threshold, own, self.click_radius * min(prep["shape"]))
+        def segment_slice(z: int | None, current: np.ndarray | None) -> np.ndarray:
+            slice_box = box if z == last_slice else None
+            return click_answer(predictor, prepared(z), k, clicks.get(z, []), current, slice_box, mode, self.click_radius)
 
         result = np.zeros(image.shape[1:], dtype=np.uint8)
         mask = segment_slice(last_slice, None)
@@ -141,14 +122,13 @@ class InteractiveSegmentation(VessaInferTask):
             return result, {"label": self.served.labels()[value], "slices": []}
         result[..., last_slice][mask] = value
         done = [last_slice]
-        steps = int(request.get("propagate", self._config["propagate"]))
         for direction in (-1, 1):
             prev = mask
             for step in range(1, steps + 1):
                 z = last_slice + direction * step
                 if not 0 <= z < depth or not prev.any():
                     break
-                prev = segment_slice(z, prev.astype(np.int64) * value)
+                prev = segment_slice(z, prev)
                 result[..., z][prev] = value
                 done.append(z)
         return result, {"label": self.served.labels()[value], "slices": sorted(done)}
