@@ -176,6 +176,8 @@ class VessaLabelApp(MONAILabelApp):
         the server (``?image=/path/of/anything``)."""
         if os.sep not in image and (os.altsep or os.sep) not in image and ".." not in image:
             return True  # an id: the datastore looks it up
+        if ".." in Path(image).parts:
+            return False
         where = [tempfile.gettempdir(), self.sessions().store_path if self.sessions() else None]
         resolved = os.path.realpath(image)
         return any(root and os.path.commonpath([resolved, os.path.realpath(root)]) == os.path.realpath(root) for root in where)
