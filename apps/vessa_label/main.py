@@ -9,8 +9,8 @@ checkpoints served and written by training: model.pt, assistant.pt, bank.pt; def
 default <bundle_root>/runs/label_<studies name>), ``device`` (cpu / cuda), ``models`` (``all`` or a comma list of
 vessa_student, vessa_assistant, vessa_interactive, sam_2d), ``student_configs`` (comma list; a 3D student:
 ``stage2.json,stage2_3d.json``), ``student_overrides`` (JSON of config ids the student was trained with,
-e.g. ``{"student_features": [8, 16, 32, 64, 128]}``), ``propagate`` (slices each way an interactive mask is propagated), ``click_mode`` (``learnt``: the
-assistant's own response to clicks; ``paint``: a disk per click edits the mask too),
+e.g. ``{"student_features": [8, 16, 32, 64, 128]}``), ``propagate`` (slices each way an interactive mask is propagated), ``click_mode`` (``paint``, the default:
+a disk per click edits the mask the assistant refines; ``learnt``: the assistant's own response to clicks),
 ``num_templates``, ``base_assistant`` (VESSA-base, default <bundle_root>/models/vessa_base.pt: served as the
 assistant until stage 1 has been trained in ckpt_dir, with a template bank of the approved labels), ``sam2_checkpoint`` and ``sam2_config`` (local SAM2 files: adds MONAI Label's own SAM2
 task), ``text_model`` (local text-model folder for the class texts: stage 1, text_vlm), ``labels`` (JSON {name: value} before a bank exists).
