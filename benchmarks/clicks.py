@@ -58,16 +58,14 @@ def structures(volumes: list[dict], foreground: list[int], cases: int) -> list[d
     return out
 
 
-def session(predictor, item: dict, method: str, max_clicks: int, prepared: dict | None) -> list[float]:
-    """Dice after each of up to ``max_clicks`` robot clicks (1.0 from the click that leaves no error on)."""
+def session(predictor, item: dict, method: str, max_clicks: int, prepared: dict, start: np.ndarray) -> list[float]:
+    """Dice after each of up to ``max_clicks`` robot clicks (1.0 from the click that leaves no error on);
+    ``start`` is the assistant's click-free mask of the structure."""
     from vessa.engines.click_response import apply_clicks, click_answer
     from vessa.engines.prompts import corrective_clicks
 
     truth = item["truth"]
     radius = RADIUS * min(truth.shape)
-    start = None
-    if method != "disks":
-        start = predictor.predict(prepared=prepared)["probs"][item["k"]].numpy() > predictor.threshold
     mask, clicks, scores = np.zeros_like(truth), [], []
     for _ in range(max_clicks):
         coords, labels = corrective_clicks(torch.from_numpy(mask)[None], torch.from_numpy(truth)[None])
@@ -122,8 +120,9 @@ def run(dataset_dir: Path, assistant: Path, bank: Path | None, labeled, cases: i
     per_method: dict = {m: {n: [] for n in names} for m in methods}
     for item in tqdm(items, desc=f"{dataset_dir.name}: click sessions"):
         prepared = predictor.prepare(item["image"], item["position"] if item["slice"] is not None else None)
+        click_free = predictor.predict(prepared=prepared)["probs"][item["k"]].numpy() > predictor.threshold
         for method in methods:
-            per_method[method][names[item["k"]]].append(session(predictor, item, method, max_clicks, prepared))
+            per_method[method][names[item["k"]]].append(session(predictor, item, method, max_clicks, prepared, click_free))
     record = {
         "name": f"{dataset_dir.name}_{assistant.stem if assistant.stem != 'assistant' else assistant.parent.parent.name}",
         "dataset": dataset_dir.name, "assistant": str(assistant.resolve().relative_to(REPO)) if assistant.resolve().is_relative_to(REPO) else str(assistant),
