@@ -26,7 +26,7 @@ demo: $(STAMP)
 # 72 s stage-1 fixture took 797 s beside a 2-thread training and `yes`).
 # the venv's bin first on PATH: MONAI Label finds dcmqi's itkimage2segimage there (DICOM SEG)
 test: $(STAMP) pacs
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q -m "not slow" --timeout=1800
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q -m "not slow" --timeout=1800 --durations=12
 
 test-all: $(STAMP) pacs
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q --timeout=1800

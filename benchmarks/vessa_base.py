@@ -61,14 +61,15 @@ def evaluate(dataset_dir: Path, assistant_path: Path, labeled, eval_dir: Path, b
     return {m: {"per_class": r["per_class"], "mean": {"dice": r["mean"]}} for m, r in report.items()}
 
 
-def train_stage1(dataset_dir: Path, name: str, labeled, pretrained: str) -> tuple[Path, Path, float]:
-    """Stage 1 on ``dataset_dir`` (resumable); returns the assistant, its bank and the training time of this call."""
+def train_stage1(dataset_dir: Path, name: str, labeled, pretrained: str, runs: Path = RUNS, **settings) -> tuple[Path, Path, float]:
+    """Stage 1 on ``dataset_dir`` (resumable) into ``runs/<name>``, ``settings`` overriding stage1.json's; returns
+    the assistant, its bank and the training time of this call."""
     from monai.bundle import ConfigWorkflow
 
-    run_dir, ckpt_dir = RUNS / name / "stage1", RUNS / name / "models"
+    run_dir, ckpt_dir = runs / name / "stage1", runs / name / "models"
     overrides = {
         "dataset_dir": str(dataset_dir), "labeled": labeled, "iterations": STAGE1_ITERATIONS, "epoch_length": 100, "val_interval": 2,
-        "run_dir": str(run_dir), "ckpt_dir": str(ckpt_dir), "pretrained": pretrained, "train#handlers#4#_disabled_": True,
+        "run_dir": str(run_dir), "ckpt_dir": str(ckpt_dir), "pretrained": pretrained, "train#handlers#4#_disabled_": True, **settings,
     }
     start = time.time()
     wf = ConfigWorkflow(config_file=str(REPO / "configs" / "stage1.json"), workflow_type="train", run_id="training", **overrides)
@@ -140,10 +141,7 @@ def keep_pretraining(name: str) -> Path:
 
 def pretraining_curves(record: dict, path: Path) -> Path:
     """Training loss and held-out Dice per data set against iteration, from a :func:`keep_pretraining` record."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from vessa.engines.figures import plt, save_figure
 
     curve = record["heldout_curve"]
     sets = [k for k in curve[0] if k not in ("iteration", "epoch", "mean")]
@@ -156,11 +154,7 @@ def pretraining_curves(record: dict, path: Path) -> Path:
         ax_dice.plot([p["iteration"] for p in curve], [100 * p[name] for p in curve], label=name, lw=2 if name == "mean" else 1)
     ax_dice.set(title="held-out Dice per data set", xlabel="iteration", ylabel="Dice (%)")
     ax_dice.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def pretraining_table(records: list[dict]) -> list[str]:

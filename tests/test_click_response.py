@@ -6,7 +6,7 @@ import torch
 
 from vessa.data.template_bank import TemplateBank
 from vessa.engines.assistant_inference import AssistantPredictor
-from vessa.engines.click_response import apply_clicks, click_answer
+from vessa.engines.click_response import apply_clicks, click_answer, learnt_answer
 from vessa.networks.assistant import VessaAssistant
 
 S = 64
@@ -61,3 +61,25 @@ def test_a_slice_without_clicks_refines_the_mask_it_is_given(predictor, image):
 def test_an_unknown_mode_is_refused(predictor, image):
     with pytest.raises(ValueError, match="Unknown click mode 'magic'"):
         click_answer(predictor, predictor.prepare(image), 0, [((1.0, 1.0), 1)], mode="magic")
+
+
+def test_a_learnt_session_feeds_each_answer_back_and_a_new_click_costs_one_forward_pass(predictor, image, monkeypatch):
+    prepared = predictor.prepare(image)
+    clicks = [((20.0, 30.0), 1), ((70.0, 60.0), 0), ((40.0, 40.0), 1)]
+    start = predictor.predict(prepared=prepared)["probs"][1].numpy() > predictor.threshold
+    expected = start
+    for n in range(1, len(clicks) + 1):  # each click answered with the answer before it as the mask prompt
+        expected = click_answer(predictor, prepared, 1, clicks[:n], expected, mode="learnt")
+
+    calls = []
+    original = predictor.predict
+    monkeypatch.setattr(predictor, "predict", lambda **kw: calls.append(kw) or original(**kw))
+    answers: dict = {}
+    np.testing.assert_array_equal(learnt_answer(predictor, prepared, 1, clicks, start, answers=answers), expected)
+    assert len(calls) == 3 and len(answers) == 3
+    calls.clear()
+    more = clicks[:2] + [((10.0, 70.0), 0)] + clicks[2:]  # a client sends foreground and background apart: order lost
+    learnt_answer(predictor, prepared, 1, more, start, answers=answers)
+    assert len(calls) == 1
+    again = learnt_answer(predictor, prepared, 1, more, start, answers=answers)  # the same request again: remembered
+    assert len(calls) == 1 and again is answers[frozenset(more)]

@@ -174,10 +174,10 @@ class VessaLabelApp(MONAILabelApp):
 
         MONAI Label reads ``image`` as a file whenever that path exists, which would let a request read any image on
         the server (``?image=/path/of/anything``)."""
-        if os.sep not in image and (os.altsep or os.sep) not in image and ".." not in image:
-            return True  # an id: the datastore looks it up
         if ".." in Path(image).parts:
             return False
+        if os.sep not in image and (os.altsep or os.sep) not in image:
+            return True  # an id: the datastore looks it up
         where = [tempfile.gettempdir(), self.sessions().store_path if self.sessions() else None]
         resolved = os.path.realpath(image)
         return any(root and os.path.commonpath([resolved, os.path.realpath(root)]) == os.path.realpath(root) for root in where)

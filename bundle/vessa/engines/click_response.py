@@ -2,15 +2,18 @@
 ``benchmarks/clicks.py`` measures.
 
 Two modes:
-  learnt  the clicks go to the assistant as point prompts (the class's own row), with the slice's current mask
-          (a neighbour's, or the assistant's own click-free prediction) as the coarse-mask prompt: the mask is the
-          assistant's response to the clicks and nothing else;
+  learnt  the clicks go to the assistant as point prompts (the class's own row), with its answer to the clicks
+          before the last one as the coarse-mask prompt, as stage 1's click sessions train it (the first click: the
+          slice's current mask, a neighbour's, or the assistant's own click-free prediction): the mask is the
+          assistant's response to the clicks and nothing else (:func:`learnt_answer` replays a session);
   paint   as the interactive task did before click training: the current mask is edited with a disk per click
           (added for a foreground click, removed for a background one) before it becomes the coarse-mask prompt,
           and every clicked disk is kept in the answer.
 """
 
 from __future__ import annotations
+
+from collections.abc import MutableMapping
 
 import numpy as np
 import torch
@@ -71,3 +74,32 @@ def click_answer(
     out = predictor.predict(prepared=prepared, points=points, point_labels=labels, boxes=boxes, coarse_label=coarse_label)
     mask = out["probs"][k].numpy() > predictor.threshold
     return apply_clicks(mask, clicks, disk) if mode == "paint" else mask
+
+
+def learnt_answer(
+    predictor: AssistantPredictor,
+    prepared: dict,
+    k: int,
+    clicks: list[Click],
+    current: np.ndarray | None = None,
+    box: list[float] | None = None,
+    answers: MutableMapping[frozenset, np.ndarray] | None = None,
+) -> np.ndarray:
+    """The ``learnt`` answer to a click session: each click answered with the answer to the clicks before it as
+    the coarse-mask prompt, as the assistant was trained.
+
+    ``answers`` memoises the answer to each set of clicks (a client sends the whole set at every click, foreground
+    and background apart, so the order is lost): a session whose set minus one click was answered costs one
+    forward pass; otherwise the clicks are replayed in the order given.
+    """
+    answers = {} if answers is None else answers
+    done = frozenset(clicks)
+    if done in answers:
+        return answers[done]
+    previous = next((answers[done - {c}] for c in clicks if done - {c} in answers), None)
+    if previous is None and len(clicks) > 1:
+        previous = learnt_answer(predictor, prepared, k, clicks[:-1], current, box, answers)
+    elif previous is None:
+        previous = current
+    answers[done] = click_answer(predictor, prepared, k, clicks, previous, box, mode="learnt")
+    return answers[done]

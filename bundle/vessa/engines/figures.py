@@ -13,6 +13,16 @@ import numpy as np  # noqa: E402
 from vessa.engines.assistant_inference import AssistantPredictor  # noqa: E402
 
 
+def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
+    """Lay out, write (the folder made) and close ``fig``."""
+    path = Path(path)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def dice_bars(rows: dict[str, dict], path: str | Path, title: str) -> Path:
     """Grouped bars: ``rows`` maps a setting name to :func:`evaluate_assistant` results (per_class + mean)."""
     settings = list(rows)
@@ -61,10 +71,7 @@ def example_segmentations(predictor: AssistantPredictor, volumes: list[dict], pa
                 ax.imshow(np.ma.masked_equal(mask, 0), cmap="tab10", vmin=0, vmax=9, alpha=0.5, interpolation="nearest")
             ax.set_title(title, fontsize=8)
             ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def stage2_curves(records: list[dict], out_dir: str | Path) -> list[Path]:
@@ -94,9 +101,5 @@ def stage2_curves(records: list[dict], out_dir: str | Path) -> list[Path]:
                 ax.legend(fontsize=7)
         if not ax_val.lines:
             ax_val.text(0.5, 0.5, "no validation split:\nfinal checkpoint evaluated", ha="center", va="center", transform=ax_val.transAxes)
-        fig.tight_layout()
-        path = out_dir / f"curves_{name}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(save_figure(fig, out_dir / f"curves_{name}.png", dpi=110))
     return paths

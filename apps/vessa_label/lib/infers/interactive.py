@@ -8,7 +8,7 @@ clicks where it has any). The image, and the assistant's embedding of each slice
 from __future__ import annotations
 
 import os
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 
 import numpy as np
 from monailabel.interfaces.tasks.infer_v2 import InferType
@@ -17,7 +17,7 @@ from lib.image_io import click_to_pixel, roi_to_box
 from lib.infers.base import VessaInferTask
 from lib.served import ServedModels
 from vessa.data.slices import normalize_minmax
-from vessa.engines.click_response import CLICK_MODES, click_answer
+from vessa.engines.click_response import CLICK_MODES, click_answer, learnt_answer
 from vessa.errors import DataError
 
 
@@ -26,11 +26,14 @@ class InteractiveSegmentation(VessaInferTask):
 
     ``click_mode`` (:mod:`vessa.engines.click_response`): ``paint`` (default) edits the slice's current mask with a
     disk per click (``click_radius`` times the slice size) before the assistant refines it, and keeps the disks;
-    ``learnt`` is the assistant's own response (point prompts, the current mask as the coarse-mask prompt), which
-    ``benchmarks/clicks.py`` finds not to follow clicks yet. A request may set its own.
+    ``learnt`` is the assistant's own response (point prompts, its answer to the earlier clicks as the coarse-mask
+    prompt, as click sessions train it; the answers of the last ``sessions_kept`` click sessions are kept, so a new
+    click costs one forward pass), which ``benchmarks/clicks.py`` finds to follow clicks too little to be the
+    default. A request may set its own.
     """
 
     click_radius = 0.04
+    sessions_kept = 32
 
     def __init__(self, served: ServedModels, propagate: int = 5, click_mode: str = "paint") -> None:
         if click_mode not in CLICK_MODES:
@@ -41,6 +44,15 @@ class InteractiveSegmentation(VessaInferTask):
             "VESSA assistant, interactive: foreground / background clicks (and an optional ROI box) on a slice, propagated to the neighbouring slices",
             config={"propagate": propagate, "click_mode": click_mode},
         )
+        self._sessions: OrderedDict[tuple, dict] = OrderedDict()
+
+    def _session_answers(self, key: tuple) -> dict:
+        """The learnt answers so far of one click session (a slice, label and box of one image), least recent dropped."""
+        answers = self._sessions.pop(key, None) or {}
+        self._sessions[key] = answers
+        while len(self._sessions) > self.sessions_kept:
+            self._sessions.popitem(last=False)
+        return answers
 
     def _label_value(self, request: dict) -> int | None:
         """The label the clicks are for; None when not given (OHIF sends none): the clicked structure decides."""
@@ -113,6 +125,9 @@ class InteractiveSegmentation(VessaInferTask):
 
         def segment_slice(z: int | None, current: np.ndarray | None) -> np.ndarray:
             slice_box = box if z == last_slice else None
+            if mode == "learnt" and z == last_slice:
+                key = (request["image"], os.stat(request["image"]).st_mtime, z, version, k, tuple(slice_box) if slice_box is not None else None)
+                return learnt_answer(predictor, prepared(z), k, clicks.get(z, []), current, slice_box, self._session_answers(key))
             return click_answer(predictor, prepared(z), k, clicks.get(z, []), current, slice_box, mode, self.click_radius)
 
         result = np.zeros(image.shape[1:], dtype=np.uint8)
