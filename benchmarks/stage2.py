@@ -148,9 +148,12 @@ def machine() -> str:
     return f"{platform.node()} {platform.processor() or platform.machine()}, CPU, {torch.get_num_threads()} threads"
 
 
-def train_stage1(dataset: str, labeled: str, iterations: int, tag: str = "", text: bool = False, seed: int = 0, schedule: str = "") -> dict:
+def train_stage1(
+    dataset: str, labeled: str, iterations: int, tag: str = "", text: bool = False, seed: int = 0, schedule: str = "", pretrained: str = "none"
+) -> dict:
     """Stage 1 on the setting's labelled cases, into the setting's ``stage1`` (or, with text alignment, ``stage1_text``)
-    folder (skipped when it exists)."""
+    folder (skipped when it exists). ``pretrained``: stage 1's warm start; ``none`` by default, because the shipped
+    VESSA-base saw every training case of ACDC and LA with its label, the hidden labels of the unlabelled ones too."""
     from vessa.data.prepare import load_split
     from vessa.engines.stage1_runner import ensure_stage1
 
@@ -163,10 +166,14 @@ def train_stage1(dataset: str, labeled: str, iterations: int, tag: str = "", tex
         return json.loads(record_path.read_text())
     start = time.time()
     _, split = load_split(dataset_dir(dataset), labeled_arg(labeled), seed, root / f"{name}_run")
-    overrides = {**cfg["stage1"], "iterations": iterations, "epoch_length": 100, "val_interval": 2, "text_alignment": text, "seed": seed, "train#handlers#4#_disabled_": True}
+    overrides = {
+        **cfg["stage1"], "iterations": iterations, "epoch_length": 100, "val_interval": 2, "text_alignment": text, "seed": seed, "pretrained": pretrained,
+        "train#handlers#4#_disabled_": True,
+    }
     ensure_stage1(root / name, split, dataset_dir=str(dataset_dir(dataset)), labeled=labeled_arg(labeled), run_dir=str(root / f"{name}_run"), **overrides)
     record = {
         "dataset": dataset, "labeled": labeled, "tag": tag, "seed": seed, "schedule": schedule or "short", "text_alignment": text, "iterations": iterations,
+        "pretrained": pretrained,
         "train_seconds": round(time.time() - start, 1), "peak_rss_mb": peak_rss_mb(), "machine": machine(),
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -385,6 +392,11 @@ def main() -> None:
     parser.add_argument("--runs", default="", help="comma-separated method+assistant[+variant] runs (default: the short or the converged list)")
     parser.add_argument("--iterations", type=int, default=600, help="stage-2 iterations of the short budget (a --schedule sets its own)")
     parser.add_argument("--stage1_iterations", type=int, default=1000)
+    parser.add_argument(
+        "--pretrained", default="none",
+        help="stage 1's warm start: none (default), or a base that never saw this data set (ACDC: models/vessa_base_no_acdc.pt); "
+        "models/vessa_base.pt saw every ACDC and LA training label",
+    )
     parser.add_argument("--schedule", default="", choices=["", "cpu", "published"], help="a schedule overlay (configs/schedule_<name>.json)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split (count and ratio splits) and of training")
     parser.add_argument("--tag", default="", help="name of this comparison: its own stage-1 assistants, runs and records")
@@ -409,7 +421,7 @@ def main() -> None:
     if not dataset_dir(args.dataset).is_dir():
         sys.exit(f"{args.dataset} not found at {dataset_dir(args.dataset)}: build it (../shared/data/README.md) and pass --data FOLDER")
     if args.stage1:
-        train_stage1(args.dataset, args.labeled, args.stage1_iterations, args.tag, args.text, args.seed, args.schedule)
+        train_stage1(args.dataset, args.labeled, args.stage1_iterations, args.tag, args.text, args.seed, args.schedule, args.pretrained)
         return
     if args.one:
         run_one(args.dataset, args.labeled, args.one, args.iterations, args.tag, args.seed, args.schedule)
@@ -419,7 +431,8 @@ def main() -> None:
     base += ["--seed", str(args.seed), "--schedule", args.schedule] + (["--data", args.data] if args.data else [])
     vessa_runs = [r.split("+") for r in runs if r.split("+")[1] == "vessa"]
     for text in sorted({"text" in r[2:] for r in vessa_runs}):
-        subprocess.run(base + ["--stage1", "--stage1_iterations", str(args.stage1_iterations)] + (["--text"] if text else []), check=True)
+        stage1 = ["--stage1", "--stage1_iterations", str(args.stage1_iterations), "--pretrained", args.pretrained]
+        subprocess.run(base + stage1 + (["--text"] if text else []), check=True)
     for run in runs:
         if subprocess.run(base + ["--one", run]).returncode:
             print(f"run {run} failed; going on with the others", file=sys.stderr)
