@@ -350,6 +350,18 @@ def crossing(diag: list[dict]) -> str:
     return f"first below at iteration {below[0]}, below at {len(below)} of {len(diag)} checks" if below else f"above at all {len(diag)} checks"
 
 
+def flat_range(record: dict) -> str:
+    """How much the validation Dice moved over the last 20 % of a run (flat: converged)."""
+    tail = [p["val_dice"] for p in record["val_curve"] if p["iteration"] >= 0.8 * record["iterations"]]
+    return f"{100 * (max(tail) - min(tail)):.1f} points" if len(tail) > 1 else ""
+
+
+def pseudo_cell(record: dict) -> str:
+    """The assistant's and the student's pseudo-label Dice at the end of a run, and where the assistant fell below."""
+    diag = record["pseudo_label_dice"]
+    return f"{100 * diag[-1]['assistant_dice']:.1f} vs {100 * diag[-1]['student_dice']:.1f}; {crossing(diag)}" if diag and "assistant_dice" in diag[-1] else ""
+
+
 def converged_table() -> str:
     """The CPU-schedule runs, mean and spread over seeds, beside the published figures and the short-budget run of
     the same method (docs/results/stage2, 500 iterations), with the curve's last change and the pseudo-label Dice."""
@@ -361,18 +373,17 @@ def converged_table() -> str:
         if not r.get("smoke"):
             groups.setdefault((r["dataset"], r["labeled"], run_name(r)), []).append(r)
     rows = [
-        "| setting | method + assistant | test Dice, mean (spread) | per seed | s/it | time per run | validation Dice range over the last 20 % (seed 0) | pseudo-label Dice, assistant vs student (end; seed 0) | short budget | published |",
+        "| setting | method + assistant | test Dice, mean (spread) | per seed | s/it | time per run | validation Dice range over the last 20 % | pseudo-label Dice, assistant vs student (end) | short budget | published |",
         "|---" * 10 + "|",
     ]
     for (dataset, labeled, name), runs in sorted(groups.items()):
+        runs = sorted(runs, key=lambda r: r.get("seed", 0))
         dice = np.array([100 * r["test"]["mean"]["dice"] for r in runs])
         spread = f" (+-{(dice.max() - dice.min()) / 2:.1f})" if len(dice) > 1 else ""
         seeds = ", ".join(f"s{r.get('seed', 0)} {100 * r['test']['mean']['dice']:.1f}" for r in runs)
-        curve = runs[0]["val_curve"]
-        tail = [p["val_dice"] for p in curve if p["iteration"] >= 0.8 * runs[0]["iterations"]]
-        flat = f"{100 * (max(tail) - min(tail)):.1f} points" if len(tail) > 1 else ""
-        diag = runs[0]["pseudo_label_dice"]
-        pseudo = f"{100 * diag[-1]['assistant_dice']:.1f} vs {100 * diag[-1]['student_dice']:.1f}; {crossing(diag)}" if diag and "assistant_dice" in diag[-1] else ""
+        label = (lambda r: f"s{r.get('seed', 0)} ") if len(runs) > 1 else (lambda r: "")
+        flat = "; ".join(f"{label(r)}{flat_range(r)}" for r in runs if flat_range(r))
+        pseudo = "; ".join(f"{label(r)}{pseudo_cell(r)}" for r in runs if pseudo_cell(r))
         prev = short.get((dataset, labeled, name))
         short_cell = f"{100 * prev['test']['mean']['dice']:.1f} ({prev['iterations']} it)" if prev else ""
         published = ", ".join(f"{k} {v}" for k, v in PUBLISHED.get((dataset, labeled), {}).items())
