@@ -362,6 +362,12 @@ def pseudo_cell(record: dict) -> str:
     return f"{100 * diag[-1]['assistant_dice']:.1f} vs {100 * diag[-1]['student_dice']:.1f}; {crossing(diag)}" if diag and "assistant_dice" in diag[-1] else ""
 
 
+def per_seed(runs: list[dict], cell) -> str:
+    """One table cell from ``cell(record)`` of each run, named by seed when there are several; empty cells left out."""
+    cells = [(r.get("seed", 0), cell(r)) for r in runs]
+    return "; ".join(f"s{seed} {text}" if len(runs) > 1 else text for seed, text in cells if text)
+
+
 def converged_table() -> str:
     """The CPU-schedule runs, mean and spread over seeds, beside the published figures and the short-budget run of
     the same method (docs/results/stage2, 500 iterations), with the curve's last change and the pseudo-label Dice."""
@@ -381,9 +387,7 @@ def converged_table() -> str:
         dice = np.array([100 * r["test"]["mean"]["dice"] for r in runs])
         spread = f" (+-{(dice.max() - dice.min()) / 2:.1f})" if len(dice) > 1 else ""
         seeds = ", ".join(f"s{r.get('seed', 0)} {100 * r['test']['mean']['dice']:.1f}" for r in runs)
-        label = (lambda r: f"s{r.get('seed', 0)} ") if len(runs) > 1 else (lambda r: "")
-        flat = "; ".join(f"{label(r)}{flat_range(r)}" for r in runs if flat_range(r))
-        pseudo = "; ".join(f"{label(r)}{pseudo_cell(r)}" for r in runs if pseudo_cell(r))
+        flat, pseudo = per_seed(runs, flat_range), per_seed(runs, pseudo_cell)
         prev = short.get((dataset, labeled, name))
         short_cell = f"{100 * prev['test']['mean']['dice']:.1f} ({prev['iterations']} it)" if prev else ""
         published = ", ".join(f"{k} {v}" for k, v in PUBLISHED.get((dataset, labeled), {}).items())
