@@ -116,15 +116,16 @@ def load(dataset_dir: Path, assistant: Path, bank: Path | None, labeled) -> tupl
     return wf.parser.get_parsed_content("predictor"), wf.parser.get_parsed_content("eval_volumes")
 
 
-def train(dataset_dir: Path, labeled: str, base: Path, sessions: dict | None) -> tuple[Path, Path]:
+def train(dataset_dir: Path, labeled: str, base: Path, sessions: dict | None, tag: str = "") -> tuple[Path, Path]:
     """Stage 1 (vessa_base.py's budget) from ``base`` on the labelled cases, with click ``sessions``
     (``corrective_clicks``, ``click_rounds``) or without (None); returns the assistant and its bank (resumes a run
-    that was stopped)."""
+    that was stopped). ``tag`` ends the run's name, and so the record's."""
     from vessa_base import split_key, train_stage1
 
     name = f"{dataset_dir.name}{labeled}_" + ("from_base" if sessions is None else "click_trained")
     if sessions is not None and sessions != CLICK_SESSIONS:
         name += f"_p{sessions['corrective_clicks']:g}_r{sessions['click_rounds']}"
+    name += f"_{tag}" if tag else ""
     settings = sessions or {"corrective_clicks": 0.0, "click_rounds": 1}
     assistant, bank, seconds = train_stage1(dataset_dir, name, split_key(dataset_dir, labeled), str(base), RUNS, **settings)
     print(f"{name}: stage 1 from {base.name} in {seconds / 60:.1f} min ({settings})")
@@ -235,13 +236,14 @@ def main() -> None:
     parser.add_argument("--corrective_clicks", type=float, default=CLICK_SESSIONS["corrective_clicks"], help="with --train clicks: share of batches trained as click sessions")
     parser.add_argument("--click_rounds", type=int, default=CLICK_SESSIONS["click_rounds"], help="with --train clicks: most rounds of a session")
     parser.add_argument("--base", type=Path, default=REPO / "models" / "vessa_base.pt", help="with --train: the checkpoint stage 1 starts from")
+    parser.add_argument("--tag", default="", help="with --train: a suffix of the run's and the record's name (keeps an earlier record of that setting)")
     parser.add_argument("--report", action="store_true")
     parser.add_argument("--write", action="store_true", help="with --report: write the section of docs/results.md")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     if args.train:
         with torch.enable_grad():
-            args.assistant, args.bank = train(args.dataset_dir.resolve(), args.labeled, args.base, {"corrective_clicks": args.corrective_clicks, "click_rounds": args.click_rounds} if args.train == "clicks" else None)
+            args.assistant, args.bank = train(args.dataset_dir.resolve(), args.labeled, args.base, {"corrective_clicks": args.corrective_clicks, "click_rounds": args.click_rounds} if args.train == "clicks" else None, args.tag)
     if args.dataset_dir:
         run(args.dataset_dir.resolve(), args.assistant, args.bank, args.labeled, args.cases, args.max_clicks, args.methods, args.deepedit)
     if args.report:

@@ -15,6 +15,7 @@ from sam2.modeling.sam.prompt_encoder import PromptEncoder
 from sam2.modeling.sam.transformer import TwoWayTransformer
 from torch import nn
 
+from vessa.networks.click_maps import ClickEmbedding
 from vessa.networks.light_encoder import LightEncoder
 from vessa.networks.matching import cues_from_prior, matching_maps
 from vessa.networks.records import MadeFor
@@ -101,6 +102,8 @@ class VessaAssistant(MadeFor):
             self.image_align_var = nn.Linear(embed_dim, align_dim)
             self.text_align_var = nn.Linear(text_dim, align_dim) if text_dim > 0 else None
             self.aligned_text_token = nn.Linear(align_dim, embed_dim) if text_dim > 0 else None
+            # the user's clicks as dense maps (zero at first: assistants trained before answer as they did)
+            self.click_embed = ClickEmbedding(embed_dim, self.prompt_encoder.mask_input_size, image_size)
         self.register_buffer("text_aligned", torch.tensor(bool(text_alignment) and text_dim > 0))
         self.logit_scale = nn.Parameter(torch.tensor(2.659))  # log(1 / 0.07), as CLIP
         # class text embeddings travel with the weights, so inference needs no text model
@@ -114,10 +117,11 @@ class VessaAssistant(MadeFor):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         self.has_class_text = bool(state_dict.get(prefix + "class_text", torch.zeros(1)).abs().sum() > 0)
-        # checkpoints from before text alignment existed: keep the fresh heads, alignment off
-        for name in ("image_align_var", "text_align_var", "aligned_text_token"):
+        # checkpoints from before text alignment or dense clicks existed: keep the fresh heads (alignment off,
+        # clicks embedded as zero)
+        for name in ("image_align_var", "text_align_var", "aligned_text_token", "click_embed"):
             module = getattr(self, name)
-            if module is not None and prefix + name + ".weight" not in state_dict:
+            if module is not None and not any(key.startswith(f"{prefix}{name}.") for key in state_dict):
                 state_dict.update({f"{prefix}{name}.{k}": v for k, v in module.state_dict().items()})
         state_dict.setdefault(prefix + "text_aligned", torch.tensor(False))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
@@ -205,6 +209,8 @@ class VessaAssistant(MadeFor):
         else:
             dense = self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(b * k, -1, h, w)
         dense = dense + self.prior_embed(torch.cat([stacked, prior_logits.unsqueeze(2)], 2).flatten(0, 1))
+        if points is not None:
+            dense = dense + self.click_embed(points.flatten(0, 1), point_labels.flatten(0, 1))
 
         high = None
         if self.high_res and q_high is not None:
