@@ -1,6 +1,10 @@
 """One rank of the two-process test of configs/multi_gpu_train.json (run by torchrun from test_distributed.py):
-stage 2 as the documented torchrun command runs it, then every rank's student weights are gathered so the test can
-check that DistributedDataParallel kept them equal."""
+stage 2 as the documented torchrun command runs it, then each rank saves its student weights and its first
+unlabelled image to its own file, so the test can check that DistributedDataParallel kept the weights equal.
+
+No collective runs here after the training's own: a gloo all_gather at the very end of a process raced
+interpreter shutdown (the gloo thread freeing the finished work needs the GIL: SIGABRT, 'terminate called
+without an active exception')."""
 
 import json
 import sys
@@ -14,26 +18,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    out, overrides = Path(sys.argv[1]), json.loads(sys.argv[2])
+    out_dir, overrides = Path(sys.argv[1]), json.loads(sys.argv[2])
     configs = [str(REPO / "configs" / "stage2.json"), str(REPO / "configs" / "multi_gpu_train.json")]
     wf = ConfigWorkflow(config_file=configs, workflow_type="train", run_id="training", **overrides)
     wf.initialize()
     wf.run()
     net = wf.parser.get_parsed_content("network").module
-    flat = torch.cat([p.detach().flatten() for p in net.parameters()])
-    gathered = [torch.zeros_like(flat) for _ in range(dist.get_world_size())]
-    dist.all_gather(gathered, flat)
-    batch = wf.parser.get_parsed_content("train#dataset")[0]["u_image"]
-    batches = [torch.zeros_like(batch) for _ in range(dist.get_world_size())]
-    dist.all_gather(batches, batch)
-    if dist.get_rank() == 0:
-        report = {
-            "world_size": dist.get_world_size(),
-            "iteration": wf.parser.get_parsed_content("train#trainer").state.iteration,
-            "max_weight_difference": max(float((g - gathered[0]).abs().max()) for g in gathered),
-            "same_first_unlabelled_image": all(torch.equal(b, batches[0]) for b in batches[1:]),
-        }
-        out.write_text(json.dumps(report))
+    rank = {
+        "world_size": dist.get_world_size(),
+        "iteration": wf.parser.get_parsed_content("train#trainer").state.iteration,
+        "weights": torch.cat([p.detach().flatten() for p in net.parameters()]),
+        "first_unlabelled_image": wf.parser.get_parsed_content("train#dataset")[0]["u_image"],
+    }
+    torch.save(rank, out_dir / f"rank{dist.get_rank()}.pt")
     wf.finalize()
 
 
