@@ -76,30 +76,40 @@ def example_segmentations(predictor: AssistantPredictor, volumes: list[dict], pa
 
 def stage2_curves(records: list[dict], out_dir: str | Path) -> list[Path]:
     """Per setting (data set + labelled split + the record's ``tag``), two panels: validation Dice over iterations of every
-    run, and pseudo-label Dice on hidden labels (student solid, assistant dashed). One PNG per setting."""
+    run, and pseudo-label Dice on hidden labels (student solid, assistant dashed). One colour per method + assistant,
+    one marker per seed. One PNG per setting."""
     out_dir = Path(out_dir)
     settings: dict[str, list[dict]] = {}
     for r in records:
         settings.setdefault(f"{r['dataset']}{r['labeled']}" + (f"_{r['tag']}" if r.get("tag") else ""), []).append(r)
     paths = []
     for name, runs in settings.items():
-        fig, (ax_val, ax_pl) = plt.subplots(1, 2, figsize=(11, 3.8))
+        fig, (ax_val, ax_pl) = plt.subplots(1, 2, figsize=(13, 4.2))
+        kinds = sorted({_run_kind(r) for r in runs})
+        colours = {k: plt.get_cmap("tab10")(i % 10) for i, k in enumerate(kinds)}
         for r in runs:
-            label = r["method"] + ("" if r["assistant"] == "none" else f" + {r['assistant']}") + (f" ({r['variant']})" if r.get("variant") else "") + (f", seed {r['seed']}" if r.get("seed") else "")
+            kind, seed = _run_kind(r), r.get("seed", 0)
+            label = kind + (f", seed {seed}" if seed else "")
+            style = {"color": colours[kind], "marker": "osD^v"[seed % 5], "ms": 3}
             if r["val_curve"]:
-                ax_val.plot([c["iteration"] for c in r["val_curve"]], [100 * c["val_dice"] for c in r["val_curve"]], marker="o", ms=3, label=label)
+                ax_val.plot([c["iteration"] for c in r["val_curve"]], [100 * c["val_dice"] for c in r["val_curve"]], label=label, **style)
             rows = r["pseudo_label_dice"]
             if rows:
-                line = ax_pl.plot([p["iteration"] for p in rows], [100 * p["student_dice"] for p in rows], label=f"{label}: student")[0]
+                ax_pl.plot([p["iteration"] for p in rows], [100 * p["student_dice"] for p in rows], label=f"{label}: student", **style)
                 if "assistant_dice" in rows[0]:
-                    ax_pl.plot([p["iteration"] for p in rows], [100 * p["assistant_dice"] for p in rows], "--", color=line.get_color(), label=f"{label}: assistant")
+                    ax_pl.plot([p["iteration"] for p in rows], [100 * p["assistant_dice"] for p in rows], "--", label=f"{label}: assistant", **style)
         ax_val.set(title=f"{name.upper()}: validation Dice", xlabel="iteration", ylabel="mean Dice (%)")
         ax_pl.set(title=f"{name.upper()}: pseudo-labels vs hidden labels", xlabel="iteration", ylabel="mean Dice (%)")
         for ax in (ax_val, ax_pl):
             ax.grid(alpha=0.3)
             if ax.lines:
-                ax.legend(fontsize=7)
+                ax.legend(fontsize=6, loc="lower right", ncol=2)
         if not ax_val.lines:
             ax_val.text(0.5, 0.5, "no validation split:\nfinal checkpoint evaluated", ha="center", va="center", transform=ax_val.transAxes)
         paths.append(save_figure(fig, out_dir / f"curves_{name}.png", dpi=110))
     return paths
+
+
+def _run_kind(record: dict) -> str:
+    """A run's method + assistant (+ variant), the part of its name that seeds share."""
+    return record["method"] + ("" if record["assistant"] == "none" else f" + {record['assistant']}") + (f" ({record['variant']})" if record.get("variant") else "")
