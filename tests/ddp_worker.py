@@ -24,13 +24,13 @@ def main() -> None:
     wf.initialize()
     wf.run()
     net = wf.parser.get_parsed_content("network").module
-    rank = {
+    report = {
         "world_size": dist.get_world_size(),
         "iteration": wf.parser.get_parsed_content("train#trainer").state.iteration,
         "weights": torch.cat([p.detach().flatten() for p in net.parameters()]),
         "first_unlabelled_image": wf.parser.get_parsed_content("train#dataset")[0]["u_image"],
     }
-    torch.save(rank, out_dir / f"rank{dist.get_rank()}.pt")
+    torch.save(report, out_dir / f"rank{dist.get_rank()}.pt")
     wf.finalize()
 
 
