@@ -3,10 +3,12 @@ Python client (the REST calls the 3D Slicer module makes)."""
 
 from __future__ import annotations
 
-import json
-import shutil
-import sys
 import io
+import json
+import os
+import shutil
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -304,6 +306,56 @@ def test_stage2_training_on_several_gpus_runs_torchrun_with_the_multi_gpu_overla
     assert [Path(c).name for c in args["config_file"]] == ["stage2.json", "multi_gpu_train.json"]
     assert args["iterations"] == 8 and args["method"] == "unimatch" and args["ckpt_dir"] == str(ckpt.resolve())
     assert (tmp_path / "work" / "stage2" / "data" / "dataset.json").is_file()  # the datastore, written as a data set
+
+
+def test_random_next_sample_answers_when_every_image_was_just_served():
+    """MONAI Label's own random strategy raises when each unlabelled image was served within the current second."""
+    from lib.activelearning.random import LeastRecentRandom
+
+    class Served:  # the two datastore calls a strategy makes
+        info = {i: {"strategy": {"random": {"ts": int(time.time())}}} for i in ("a", "b")}
+
+        def get_unlabeled_images(self, label_tag=None, labels=None):
+            return ["a", "b"]
+
+        def get_image_info(self, image_id):
+            return self.info[image_id]
+
+    assert LeastRecentRandom()({"strategy": "random"}, Served())["id"] in ("a", "b")
+    Served.info["b"]["strategy"]["random"]["ts"] -= 10**6  # served long ago: all but certainly chosen
+    assert [LeastRecentRandom()({"strategy": "random"}, Served())["id"] for _ in range(20)].count("b") >= 19
+
+
+def test_only_monai_labels_background_jobs_are_recognised():
+    from lib.priority import background_job
+
+    app = "/opt/venv/lib/python3.11/site-packages/monailabel/interfaces/utils/app.py"  # as `python -m` sets argv[0]
+    assert background_job([app, "-m", "train", "-r", "{}"]) == "train"
+    assert background_job([app, "--method", "scoring", "-r", "{}"]) == "scoring"
+    assert background_job([app, "-m", "infer", "-r", "{}"]) is None  # a one-off inference asked for at the command line
+    assert background_job(["/opt/venv/bin/monailabel", "start_server", "--app", "apps/vessa_label"]) is None  # the server
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="per-thread nice values as Linux keeps them")
+def test_a_background_process_yields_the_cpu_on_every_thread():
+    """The nice value reaches each thread of the process, the ones already running too."""
+    from lib.priority import lower_cpu_priority
+
+    code = "import threading, time; threading.Thread(target=time.sleep, args=(60,), daemon=True).start(); print(flush=True); time.sleep(60)"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        proc.stdout.readline()  # its second thread is running
+        tasks = [int(t.name) for t in Path(f"/proc/{proc.pid}/task").iterdir()]
+        assert len(tasks) == 2
+        start = os.getpriority(os.PRIO_PROCESS, proc.pid)  # the test run's own nice value, inherited
+        wanted = min(start + 5, 19)
+        lower_cpu_priority(wanted, pid=proc.pid)
+        assert [os.getpriority(os.PRIO_PROCESS, t) for t in tasks] == [wanted, wanted]
+        lower_cpu_priority(start, pid=proc.pid)  # never raises a priority back
+        assert [os.getpriority(os.PRIO_PROCESS, t) for t in tasks] == [wanted, wanted]
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_ohif_viewer_answers(server):

@@ -13,7 +13,9 @@ e.g. ``{"student_features": [8, 16, 32, 64, 128]}``), ``propagate`` (slices each
 a disk per click edits the mask the assistant refines; ``learnt``: the assistant's own response to clicks),
 ``num_templates``, ``base_assistant`` (VESSA-base, default <bundle_root>/models/vessa_base.pt: served as the
 assistant until stage 1 has been trained in ckpt_dir, with a template bank of the approved labels), ``sam2_checkpoint`` and ``sam2_config`` (local SAM2 files: adds MONAI Label's own SAM2
-task), ``text_model`` (local text-model folder for the class texts: stage 1, text_vlm), ``labels`` (JSON {name: value} before a bank exists).
+task), ``text_model`` (local text-model folder for the class texts: stage 1, text_vlm), ``labels`` (JSON {name: value} before a bank exists),
+``background_nice`` (CPU priority, a Unix nice value, of the trainings, scorings and batch inferences the server runs
+in processes of their own; default 10, so that the annotators' requests come first; 0: the server's own).
 """
 
 from __future__ import annotations
@@ -36,13 +38,14 @@ from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.datastore import Datastore, DefaultLabelTag
 from monailabel.interfaces.tasks.infer_v2 import InferTask
 from monailabel.tasks.activelearning.first import First
-from monailabel.tasks.activelearning.random import Random
 
 from lib.activelearning.disagreement import Disagreement
+from lib.activelearning.random import LeastRecentRandom
 from lib.datastore import CheckedDatastore
 from lib.infers.assistant import AssistantSegmentation
 from lib.infers.interactive import InteractiveSegmentation
 from lib.infers.student import StudentSegmentation
+from lib.priority import BACKGROUND_NICE, background_job, lower_cpu_priority
 from lib.scoring.disagreement import DisagreementScoring
 from lib.served import ServedModels, datastore_name
 from lib.template_bank_sync import add_approved_label
@@ -74,6 +77,10 @@ def answer_invalid_json() -> None:
 
 class VessaLabelApp(MONAILabelApp):
     def __init__(self, app_dir: str, studies: str, conf: dict[str, str]) -> None:
+        nice, job = int(conf.get("background_nice", BACKGROUND_NICE)), background_job()
+        if job and nice > 0:
+            lower_cpu_priority(nice)
+            logger.info(f"MONAI Label {job} process: CPU priority lowered to nice {nice}, the annotators' requests come first")
         bundle_root = Path(conf.get("bundle_root", APP_DIR.parents[1])).resolve()
         if not (bundle_root / "configs" / "stage2.json").is_file():
             raise ValueError(f"--conf bundle_root {bundle_root} is not a VESSA bundle (no configs/stage2.json): point it at the repository root.")
@@ -152,7 +159,7 @@ class VessaLabelApp(MONAILabelApp):
         }
 
     def init_strategies(self) -> dict:
-        return {"vessa_disagreement": Disagreement(self.served), "random": Random(), "first": First()}
+        return {"vessa_disagreement": Disagreement(self.served), "random": LeastRecentRandom(), "first": First()}
 
     def init_scoring_methods(self) -> dict:
         return {"vessa_disagreement": DisagreementScoring(self.served)}
