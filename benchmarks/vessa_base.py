@@ -64,19 +64,15 @@ def evaluate(dataset_dir: Path, assistant_path: Path, labeled, eval_dir: Path, b
 def train_stage1(dataset_dir: Path, name: str, labeled, pretrained: str, runs: Path = RUNS, **settings) -> tuple[Path, Path, float]:
     """Stage 1 on ``dataset_dir`` (resumable) into ``runs/<name>``, ``settings`` overriding stage1.json's; returns
     the assistant, its bank and the training time of this call."""
-    from monai.bundle import ConfigWorkflow
+    from vessa.engines.stage1_runner import run_stage1
 
-    run_dir, ckpt_dir = runs / name / "stage1", runs / name / "models"
     overrides = {
         "dataset_dir": str(dataset_dir), "labeled": labeled, "iterations": STAGE1_ITERATIONS, "epoch_length": 100, "val_interval": 2,
-        "run_dir": str(run_dir), "ckpt_dir": str(ckpt_dir), "pretrained": pretrained, "train#handlers#4#_disabled_": True, **settings,
+        "run_dir": str(runs / name / "stage1"), "pretrained": pretrained, "train#handlers#4#_disabled_": True, **settings,
     }
     start = time.time()
-    wf = ConfigWorkflow(config_file=str(REPO / "configs" / "stage1.json"), workflow_type="train", run_id="training", **overrides)
-    wf.initialize()
-    wf.run()
-    wf.finalize()
-    return ckpt_dir / "assistant.pt", ckpt_dir / "bank.pt", time.time() - start
+    assistant, bank = run_stage1(runs / name / "models", **overrides)
+    return assistant, bank, time.time() - start
 
 
 def split_key(dataset_dir: Path, labeled: str) -> str | int:

@@ -16,6 +16,20 @@ CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 STAGE2_FIX = "give this run its own --assistant_dir (stage 2 then trains an assistant for this data set there first) or point assistant_dir at one trained for these labels"
 
 
+def run_stage1(ckpt_dir: str | Path, **stage1_overrides) -> tuple[Path, Path]:
+    """Train stage 1 (``configs/stage1.json`` with ``stage1_overrides``, resuming from its run folder) into
+    ``ckpt_dir``; returns the paths of ``assistant.pt`` and ``bank.pt``."""
+    from monai.bundle import ConfigWorkflow
+
+    ckpt_dir = Path(ckpt_dir)
+    wf = ConfigWorkflow(config_file=str(CONFIGS / "stage1.json"), workflow_type="train", run_id="training", ckpt_dir=str(ckpt_dir), **stage1_overrides)
+    wf.initialize()
+    wf.run()
+    wf.finalize()
+    logger.info(f"Stage 1 finished: {ckpt_dir / 'assistant.pt'}")
+    return ckpt_dir / "assistant.pt", ckpt_dir / "bank.pt"
+
+
 def ensure_stage1(ckpt_dir: str | Path, split: Split, expected: dict | None = None, **stage1_overrides) -> tuple[Path, Path]:
     """Paths of ``assistant.pt`` and ``bank.pt`` in ``ckpt_dir``; trains stage 1 first when they are missing.
 
@@ -28,14 +42,8 @@ def ensure_stage1(ckpt_dir: str | Path, split: Split, expected: dict | None = No
     ckpt_dir = Path(ckpt_dir)
     assistant_path, bank_path = ckpt_dir / "assistant.pt", ckpt_dir / "bank.pt"
     if not (assistant_path.is_file() and bank_path.is_file()):
-        from monai.bundle import ConfigWorkflow
-
         logger.warning(f"No stage-1 assistant in {ckpt_dir}: training one first on the same labelled split ({len(split.labeled)} cases).")
-        wf = ConfigWorkflow(config_file=str(CONFIGS / "stage1.json"), workflow_type="train", run_id="training", ckpt_dir=str(ckpt_dir), **stage1_overrides)
-        wf.initialize()
-        wf.run()
-        wf.finalize()
-        logger.info(f"Stage 1 finished: {assistant_path}")
+        run_stage1(ckpt_dir, **stage1_overrides)
     bank = TemplateBank.load(bank_path)
     if expected is not None:
         check_made_for(bank_record(bank), expected, f"The template bank {bank_path}", STAGE2_FIX)
