@@ -34,8 +34,8 @@ def run_one(labeled: str, iterations: int, image_size: int, device: str, eval_on
     from vessa.data import load_datalist, load_slices
     from vessa.data.template_bank import TemplateBank
     from vessa.data.volumes import group_volumes
-    from vessa.engines.assistant_eval import evaluate_assistant, format_table
-    from vessa.engines.assistant_inference import AssistantPredictor
+    from vessa.evaluation.assistant import evaluate_assistant, format_table
+    from vessa.inference.predictor import AssistantPredictor
 
     run_dir = REPO / "runs" / "bench" / f"acdc{labeled}"
     ckpt_dir = run_dir / "models"
@@ -97,7 +97,7 @@ def figures() -> None:
 
     from vessa.data import load_datalist, load_slices
     from vessa.data.volumes import group_volumes
-    from vessa.engines.figures import dice_bars, example_segmentations
+    from vessa.evaluation.figures import dice_bars, example_segmentations
 
     records = [json.loads(p.read_text()) for p in sorted(OUT.glob("acdc*.json"))]
     rows = {f"ACDC, {r['labeled_patients']} labelled patients": r["results"] for r in records}

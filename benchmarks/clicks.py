@@ -2,12 +2,12 @@
 annotator clicks until the structure is right.
 
 For each test case and class (on a volume: the slice where that class is largest) the robot places each click
-where the current mask is most wrong, as stage 1's click sessions do (:func:`vessa.engines.prompts.corrective_clicks`:
+where the current mask is most wrong, as stage 1's click sessions do (:func:`vessa.prompts.corrective_clicks`:
 the interior-most pixel of the larger error, foreground where the structure was missed, background where the mask
-spilled over), up to ``--max_clicks``. Methods, all answering through :func:`vessa.engines.click_response.click_answer`
+spilled over), up to ``--max_clicks``. Methods, all answering through :func:`vessa.inference.click_response.click_answer`
 as the MONAI Label task does:
   learnt  the assistant's own response (clicks as point prompts, its answer to the previous clicks as the coarse-mask
-          prompt, from its click-free mask: :func:`vessa.engines.click_response.learnt_answer`);
+          prompt, from its click-free mask: :func:`vessa.inference.click_response.learnt_answer`);
   paint   the interactive task as it was before click training: a disk per click edits that mask, the disks kept;
   disks   painting alone: a disk per click on an empty mask, no model;
   deepedit  the DeepEdit-style baseline (benchmarks/deepedit_baseline.py: MONAI's deepedit transforms and a UNet
@@ -66,8 +66,8 @@ def structures(volumes: list[dict], foreground: list[int], cases: int) -> list[d
 def session(predictor, item: dict, method: str, max_clicks: int, prepared: dict, start: np.ndarray, deepedit=None) -> list[float]:
     """Dice after each of up to ``max_clicks`` robot clicks (1.0 from the click that leaves no error on);
     ``start`` is the assistant's click-free mask of the structure, ``deepedit`` the baseline's DeepEditClicker."""
-    from vessa.engines.click_response import apply_clicks, click_answer, learnt_answer
-    from vessa.engines.prompts import corrective_clicks
+    from vessa.inference.click_response import apply_clicks, click_answer, learnt_answer
+    from vessa.prompts import corrective_clicks
 
     truth = item["truth"]
     radius = RADIUS * min(truth.shape)
@@ -135,7 +135,7 @@ def train(dataset_dir: Path, labeled: str, base: Path, sessions: dict | None, ta
 def run(dataset_dir: Path, assistant: Path, bank: Path | None, labeled, cases: int, max_clicks: int, methods: list[str], deepedit: Path | None = None) -> dict:
     from tqdm import tqdm
 
-    from vessa.engines.checkpoints import atomic_write_json
+    from vessa.training.checkpoints import atomic_write_json
     from vessa_base import machine, split_key
 
     start = time.time()
@@ -160,7 +160,7 @@ def run(dataset_dir: Path, assistant: Path, bank: Path | None, labeled, cases: i
     record = {
         "name": f"{dataset_dir.name}_" + (assistant.stem if assistant.stem != "assistant" else assistant.parent.parent.name) if assistant_methods else f"{dataset_dir.name}_deepedit",
         "dataset": dataset_dir.name, "assistant": shown if assistant_methods else None,
-        "labeled": labeled, "cases": min(cases, len(volumes)), "max_clicks": max_clicks, "robot": "vessa.engines.prompts.corrective_clicks", "learnt_prompt": "previous answer",
+        "labeled": labeled, "cases": min(cases, len(volumes)), "max_clicks": max_clicks, "robot": "vessa.prompts.corrective_clicks", "learnt_prompt": "previous answer",
         "machine": machine(), "seconds": 0.0, "methods": {},
     }
     if clicker is not None:
@@ -178,7 +178,7 @@ def run(dataset_dir: Path, assistant: Path, bank: Path | None, labeled, cases: i
 
 def curves_figure(records: list[dict], path: Path) -> Path:
     """Mean Dice against click count, one panel per data set, one line per method and model (painting alone once)."""
-    from vessa.engines.figures import plt, save_figure
+    from vessa.evaluation.figures import plt, save_figure
 
     datasets = sorted({r["dataset"] for r in records})
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)

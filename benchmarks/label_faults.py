@@ -226,7 +226,7 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="with --report: write the section of docs/results.md")
     args = parser.parse_args()
     if not args.report:
-        from vessa.engines.checkpoints import atomic_write_json
+        from vessa.training.checkpoints import atomic_write_json
 
         with tempfile.TemporaryDirectory() as tmp:
             atomic_write_json(bench(Path(tmp), args.train_iterations), OUT)

@@ -155,7 +155,7 @@ def train_stage1(
     folder (skipped when it exists). ``pretrained``: stage 1's warm start; ``none`` by default, because the shipped
     VESSA-base saw every training case of ACDC and LA with its label, the hidden labels of the unlabelled ones too."""
     from vessa.data.prepare import load_split
-    from vessa.engines.stage1_runner import ensure_stage1
+    from vessa.training.stage1_runner import ensure_stage1
 
     cfg = DATASETS[dataset]
     root = setting_dir(dataset, labeled, tag, seed, schedule)
@@ -188,8 +188,8 @@ def run_one(dataset: str, labeled: str, run: str, iterations: int, tag: str = ""
     from monai.bundle import ConfigWorkflow
 
     from vessa.data import load_datalist
-    from vessa.engines.diagnostics import PseudoLabelDiagnostics
-    from vessa.engines.student_eval import evaluate_student, load_eval_volumes
+    from vessa.evaluation.diagnostics import PseudoLabelDiagnostics
+    from vessa.evaluation.student import evaluate_student, load_eval_volumes
 
     method, assistant, *variant = run.split("+")
     cfg = DATASETS[dataset]
@@ -310,7 +310,7 @@ def records(schedule: str = "") -> list[dict]:
 
 def report(tag: str = "", schedule: str = "") -> str:
     """Markdown table of the recorded runs of ``tag`` ("" the untagged ones), and the figures next to the records."""
-    from vessa.engines.figures import stage2_curves
+    from vessa.evaluation.figures import stage2_curves
 
     rows = ["| data set | labelled | seed | method | assistant | test Dice | Jaccard | HD95 | ASD | per class Dice | iterations | time | s/it | peak RSS |", "|---" * 14 + "|"]
     for r in records(schedule):

@@ -64,7 +64,7 @@ def evaluate(dataset_dir: Path, assistant_path: Path, labeled, eval_dir: Path, b
 def train_stage1(dataset_dir: Path, name: str, labeled, pretrained: str, runs: Path = RUNS, **settings) -> tuple[Path, Path, float]:
     """Stage 1 on ``dataset_dir`` (resumable) into ``runs/<name>``, ``settings`` overriding stage1.json's; returns
     the assistant, its bank and the training time of this call."""
-    from vessa.engines.stage1_runner import run_stage1
+    from vessa.training.stage1_runner import run_stage1
 
     overrides = {
         "dataset_dir": str(dataset_dir), "labeled": labeled, "iterations": STAGE1_ITERATIONS, "epoch_length": 100, "val_interval": 2,
@@ -103,7 +103,7 @@ def run(mode: str, labeled: str, base: Path, dataset_dir: Path) -> dict:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), "machine": machine(),
         "test": test["assistant"], "template_copy": test["template"],
     }
-    from vessa.engines.checkpoints import atomic_write_json
+    from vessa.training.checkpoints import atomic_write_json
 
     atomic_write_json(record, OUT / f"{name}.json")
     print(f"{name}: mean Dice {100 * record['test']['mean']['dice']:.1f}")
@@ -114,7 +114,7 @@ def keep_pretraining(name: str) -> Path:
     """The held-out curve, training loss (every 50th iteration) and wall time of ``runs/pretrain/<name>`` as one record."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from vessa.engines.checkpoints import atomic_write_json
+    from vessa.training.checkpoints import atomic_write_json
 
     run_dir = PRETRAIN_RUNS / name
     curve = json.loads((run_dir / "heldout_curve.json").read_text())
@@ -137,7 +137,7 @@ def keep_pretraining(name: str) -> Path:
 
 def pretraining_curves(record: dict, path: Path) -> Path:
     """Training loss and held-out Dice per data set against iteration, from a :func:`keep_pretraining` record."""
-    from vessa.engines.figures import plt, save_figure
+    from vessa.evaluation.figures import plt, save_figure
 
     curve = record["heldout_curve"]
     sets = [k for k in curve[0] if k not in ("iteration", "epoch", "mean")]

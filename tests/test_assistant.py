@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from vessa.engines.prompts import jittered_boxes, perturb_masks, random_clicks, simulate_prompts
+from vessa.prompts import jittered_boxes, perturb_masks, random_clicks, simulate_prompts
 from vessa.networks.assistant import NO_OBJECT_LOGIT, VessaAssistant, merge_classes
 from vessa.networks.matching import cues_from_prior, matching_maps
 
@@ -129,7 +129,7 @@ def test_assistant_runs_on_the_sam2_hiera_encoder():
 
 
 def test_corrective_click_sits_inside_the_larger_error_with_its_label():
-    from vessa.engines.prompts import corrective_clicks
+    from vessa.prompts import corrective_clicks
 
     truth = torch.zeros(3, 32, 32, dtype=torch.bool)
     truth[:, 8:24, 8:24] = True
@@ -148,7 +148,7 @@ def test_corrective_click_sits_inside_the_larger_error_with_its_label():
 def test_a_click_session_adds_one_corrective_click_per_round_and_feeds_the_prediction_back():
     from types import SimpleNamespace
 
-    from vessa.engines.stage1 import Stage1Trainer
+    from vessa.training.stage1 import Stage1Trainer
 
     torch.manual_seed(0)
     model = VessaAssistant(num_classes=2, image_size=S, embed_dim=32, text_dim=0, mlp_dim=64)

@@ -1,12 +1,12 @@
-"""The assistant's answer to clicks (vessa.engines.click_response): the learnt response and the painting option."""
+"""The assistant's answer to clicks (vessa.inference.click_response): the learnt response and the painting option."""
 
 import numpy as np
 import pytest
 import torch
 
 from vessa.data.template_bank import TemplateBank
-from vessa.engines.assistant_inference import AssistantPredictor
-from vessa.engines.click_response import apply_clicks, click_answer, learnt_answer
+from vessa.inference.predictor import AssistantPredictor
+from vessa.inference.click_response import apply_clicks, click_answer, learnt_answer
 from vessa.networks.assistant import VessaAssistant
 
 S = 64

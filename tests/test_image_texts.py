@@ -13,7 +13,7 @@ from PIL import Image
 from vessa.assistants.text_vlm import TextVLMAssistant
 from vessa.data.prepare import prepare_data
 from vessa.data.semi import SemiSupervisedDataset
-from vessa.engines.checkpoints import ResumableCheckpoint, as_flag
+from vessa.training.checkpoints import ResumableCheckpoint, as_flag
 from vessa.networks.image_text import ImageTextPrompts, combine_prompts
 
 SENTENCES = ("The nuclei are sparsely distributed.", "The nuclei density in the upper left is high.")

@@ -27,7 +27,7 @@ sys.path.insert(0, str(APP))
 from lib.infers.interactive import InteractiveSegmentation  # noqa: E402
 from lib.served import ServedModels  # noqa: E402
 from vessa.data.template_bank import TemplateBank  # noqa: E402
-from vessa.engines.prompts import corrective_clicks  # noqa: E402
+from vessa.prompts import corrective_clicks  # noqa: E402
 from vessa.errors import CheckpointError, DataError  # noqa: E402
 
 LABELS = {"cavity": 1, "wall": 2, "crescent": 3}

@@ -10,7 +10,7 @@ from scipy.ndimage import binary_erosion
 from scipy.spatial.distance import cdist
 
 from vessa.data import generate_sample_dataset, load_datalist
-from vessa.engines.student_eval import evaluate_student, load_eval_volumes, predict_volume_sliding, predict_volume_slicewise
+from vessa.evaluation.student import evaluate_student, load_eval_volumes, predict_volume_sliding, predict_volume_slicewise
 from vessa.metrics import case_metrics, format_metrics_table, summarize
 
 LABELS = [0, 1]

@@ -11,7 +11,7 @@ import vessa.data.corpus as corpus_mod
 from vessa.data import generate_sample_dataset
 from vessa.data.corpus import load_corpus
 from vessa.data.pretrain_episodes import PretrainEpisodeDataset
-from vessa.engines.checkpoints import read_made_for
+from vessa.training.checkpoints import read_made_for
 from vessa.errors import CheckpointError, DataError
 from vessa.networks.assistant import VessaAssistant
 from vessa.networks.pretrained import assistant_from_base, load_pretrained

@@ -3,7 +3,7 @@
 import torch
 
 from vessa.data.episodes import augment_pair
-from vessa.engines.pseudo_cache import PseudoLabelCache, warp
+from vessa.training.pseudo_cache import PseudoLabelCache, warp
 
 
 def _batch(indices, size=16, seed=0):

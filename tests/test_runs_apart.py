@@ -14,7 +14,7 @@ from conftest import CONFIGS, REPO, stage1_workflow
 from monai.bundle import ConfigWorkflow
 
 from vessa.data.sample_data import generate_sample_dataset
-from vessa.engines.checkpoints import made_for, read_made_for
+from vessa.training.checkpoints import made_for, read_made_for
 from vessa.errors import CheckpointError, error_chain
 from vessa.networks.students import StudentUNet
 

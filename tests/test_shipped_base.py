@@ -9,7 +9,7 @@ import torch
 from conftest import CONFIGS, stage1_workflow
 from monai.bundle import ConfigWorkflow
 
-from vessa.engines.checkpoints import read_made_for
+from vessa.training.checkpoints import read_made_for
 from vessa.networks import pretrained
 from vessa.networks.pretrained import assistant_from_base
 

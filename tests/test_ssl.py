@@ -8,8 +8,8 @@ import torch
 
 from vessa.assistants.base import Assistant
 from vessa.data.semi import SemiSupervisedDataset, cutmix_box
-from vessa.engines.ssl_methods import build_method
-from vessa.engines.stage2 import Stage2Trainer
+from vessa.training.ssl_methods import build_method
+from vessa.training.stage2 import Stage2Trainer
 from vessa.losses.ssl import ce_dice_loss, dice_loss, sigmoid_rampdown, sigmoid_rampup
 from vessa.networks.students import StudentUNet
 
@@ -112,7 +112,7 @@ def test_unknown_method_is_a_clear_error():
 def test_uncertain_fusion_keeps_the_confident_student_and_lets_the_assistant_decide_the_rest():
     from torch.utils.data import DataLoader
 
-    from vessa.engines.ssl_methods import SupervisedOnly
+    from vessa.training.ssl_methods import SupervisedOnly
 
     class AlwaysTwo(Assistant):
         def refine(self, images, student_probs, meta=None):

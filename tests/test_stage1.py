@@ -12,8 +12,8 @@ from conftest import CONFIGS, REPO, stage1_workflow
 from monai.bundle import ConfigWorkflow
 
 from vessa.data.template_bank import TemplateBank
-from vessa.engines.assistant_eval import evaluate_assistant
-from vessa.engines.assistant_inference import AssistantPredictor
+from vessa.evaluation.assistant import evaluate_assistant
+from vessa.inference.predictor import AssistantPredictor
 from vessa.errors import CheckpointError
 
 

@@ -118,8 +118,8 @@ def _test_dice(wf) -> float:
 
     from vessa.data import load_slices
     from vessa.data.volumes import group_volumes
-    from vessa.engines.evaluator import one_hot
-    from vessa.engines.student_eval import predict_volume_slicewise
+    from vessa.evaluation.evaluator import one_hot
+    from vessa.evaluation.student import predict_volume_slicewise
 
     net = wf.parser.get_parsed_content("network")
     net.load_state_dict(torch.load(Path(wf.parser.get_parsed_content("ckpt_dir")) / "model.pt", weights_only=True))
@@ -169,7 +169,7 @@ def test_mean_teacher_with_the_text_vlm_assistant_beats_supervised_only_over_thr
 def test_pseudo_label_diagnostics_compare_student_and_assistant(tmp_path, trained_stage1):
     import csv
 
-    from vessa.engines.diagnostics import PseudoLabelDiagnostics
+    from vessa.evaluation.diagnostics import PseudoLabelDiagnostics
 
     _with_stage1(tmp_path, trained_stage1)
     wf = stage2_workflow(tmp_path, method="unimatch", assistant="vessa")

@@ -76,7 +76,7 @@ def test_volumes_are_refined_slice_by_slice_every_stride_slices():
 def test_3d_student_trains_with_each_method_and_checkpoints(tmp_path, sample_3d, method, assistant):
     import csv
 
-    from vessa.engines.diagnostics import PseudoLabelDiagnostics
+    from vessa.evaluation.diagnostics import PseudoLabelDiagnostics
 
     wf = stage2_3d_workflow(tmp_path, dataset_dir=str(sample_3d), method=method, assistant=assistant, stage1_iterations=2)
     trainer = wf.parser.get_parsed_content("train#trainer")

@@ -16,8 +16,8 @@ import torch
 from monai.bundle import ConfigParser
 
 from vessa.data.template_bank import TemplateBank
-from vessa.engines.assistant_inference import AssistantPredictor, load_assistant
-from vessa.engines.checkpoints import labels_record, load_weights, read_weights, weights_record
+from vessa.inference.predictor import AssistantPredictor, load_assistant
+from vessa.training.checkpoints import labels_record, load_weights, read_weights, weights_record
 from vessa.errors import CheckpointError
 from vessa.networks.pretrained import SHIPPED
 

@@ -11,7 +11,7 @@ from lib.served import ServedModels
 from vessa.data.io import load_label
 from vessa.data.slices import normalize_minmax
 from vessa.data.template_bank import TemplateBank
-from vessa.engines.checkpoints import read_made_for
+from vessa.training.checkpoints import read_made_for
 
 logger = logging.getLogger(__name__)
 

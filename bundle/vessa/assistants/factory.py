@@ -33,7 +33,7 @@ def _build(name: str, device, args: dict | None) -> Assistant | None:
     if name == "vessa":
         from vessa.assistants.vessa_assistant import VessaPseudoLabeler
         from vessa.data.template_bank import TemplateBank
-        from vessa.engines.assistant_inference import load_assistant
+        from vessa.inference.predictor import load_assistant
         from vessa.networks.image_text import ImageTextPrompts
 
         args = dict(args or {})

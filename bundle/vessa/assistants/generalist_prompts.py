@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 import torch
 
-from vessa.engines.prompts import mask_boxes
+from vessa.prompts import mask_boxes
 
 __all__ = ["prompts_from_mask", "box_from_mask"]
 

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from vessa.assistants.base import Assistant, _minmax_slices
 from vessa.data.template_bank import resize_image, resize_label
 from vessa.torch_files import atomic_torch_save
-from vessa.engines.checkpoints import as_flag
+from vessa.training.checkpoints import as_flag
 from vessa.losses.contrastive import DualContrastiveLoss, text_mask_loss
 from vessa.networks.image_text import ImageTextPrompts
 from vessa.networks.text_encoder import TextEncoder, class_text_embeddings

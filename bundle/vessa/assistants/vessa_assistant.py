@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from vessa.assistants.base import Assistant
 from vessa.data.template_bank import TemplateBank
-from vessa.engines.prompts import mask_boxes, simulate_prompts
+from vessa.prompts import mask_boxes, simulate_prompts
 from vessa.losses.assistant_loss import AssistantLoss
 from vessa.networks.assistant import VessaAssistant, merge_classes
 from vessa.networks.image_text import ImageTextPrompts

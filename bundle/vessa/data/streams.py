@@ -19,7 +19,7 @@ class RandomStreamDataset(Dataset):
 
     The same seed gives the same batches with any number of DataLoader workers; each rank of a multi-GPU run
     (``rank``) draws a stream of its own; a resumed run sets ``start`` to the items already drawn and goes on
-    with the stream instead of repeating its beginning (:class:`vessa.engines.checkpoints.ResumableCheckpoint`).
+    with the stream instead of repeating its beginning (:class:`vessa.training.checkpoints.ResumableCheckpoint`).
     Make ``length`` the items of the whole run (iterations x batch size): ignite keeps one iterator over it.
     """
 

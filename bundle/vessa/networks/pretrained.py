@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from vessa.engines.checkpoints import labels_record, read_weights, weights_record
+from vessa.training.checkpoints import labels_record, read_weights, weights_record
 from vessa.errors import CheckpointError
 from vessa.networks.text_encoder import TextEncoder, class_text_embeddings
 

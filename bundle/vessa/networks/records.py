@@ -7,7 +7,7 @@ from torch import nn
 
 class MadeFor(nn.Module):
     """A module whose state dict carries ``made_for``: the record of the data set, labels, input channels,
-    labelled split and settings its weights were trained for (see :func:`vessa.engines.checkpoints.made_for`).
+    labelled split and settings its weights were trained for (see :func:`vessa.training.checkpoints.made_for`).
 
     The record travels with the weights (key ``_extra_state``, readable with ``torch.load(weights_only=True)``),
     so any checkpoint of the module can be checked before it is used. Loading weights into a module that has

@@ -7,7 +7,7 @@ from monailabel.interfaces.tasks.infer_v2 import InferType
 
 from lib.infers.base import VessaInferTask
 from lib.served import ServedModels
-from vessa.engines.inference import segment_image
+from vessa.inference.files import segment_image
 
 
 class AssistantSegmentation(VessaInferTask):

@@ -17,14 +17,14 @@ from lib.image_io import click_to_pixel, roi_to_box
 from lib.infers.base import VessaInferTask
 from lib.served import ServedModels
 from vessa.data.slices import normalize_minmax
-from vessa.engines.click_response import CLICK_MODES, click_answer, learnt_answer
+from vessa.inference.click_response import CLICK_MODES, click_answer, learnt_answer
 from vessa.errors import DataError
 
 
 class InteractiveSegmentation(VessaInferTask):
     """Click-driven (deepgrow-type) segmentation of one label at a time.
 
-    ``click_mode`` (:mod:`vessa.engines.click_response`): ``paint`` (default) edits the slice's current mask with a
+    ``click_mode`` (:mod:`vessa.inference.click_response`): ``paint`` (default) edits the slice's current mask with a
     disk per click (``click_radius`` times the slice size) before the assistant refines it, and keeps the disks;
     ``learnt`` is the assistant's own response (point prompts, its answer to the earlier clicks as the coarse-mask
     prompt, as click sessions train it; the answers of the last ``sessions_kept`` click sessions are kept, so a new

@@ -8,7 +8,7 @@ from monailabel.interfaces.tasks.infer_v2 import InferType
 from lib.infers.base import VessaInferTask
 from lib.served import ServedModels
 from vessa.data.slices import normalize_image
-from vessa.engines.student_eval import predict_volume_sliding, predict_volume_slicewise
+from vessa.evaluation.student import predict_volume_sliding, predict_volume_slicewise
 from vessa.errors import DataError
 
 

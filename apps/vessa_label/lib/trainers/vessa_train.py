@@ -23,7 +23,7 @@ from monailabel.utils.others.generic import device_list
 
 from lib.served import ServedModels
 from vessa.data.datalist import case_id
-from vessa.engines.checkpoints import atomic_write_json
+from vessa.training.checkpoints import atomic_write_json
 from vessa.errors import DataError
 
 logger = logging.getLogger(__name__)

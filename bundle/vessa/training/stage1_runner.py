@@ -7,8 +7,8 @@ from pathlib import Path
 
 from vessa.data.splits import Split
 from vessa.data.template_bank import TemplateBank
-from vessa.engines.assistant_inference import bank_record
-from vessa.engines.checkpoints import check_made_for, read_made_for
+from vessa.inference.predictor import bank_record
+from vessa.training.checkpoints import check_made_for, read_made_for
 from vessa.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def ensure_stage1(ckpt_dir: str | Path, split: Split, expected: dict | None = No
 
     ``stage1_overrides`` are config ids of ``configs/stage1.json`` (dataset_dir, labeled, seed, run_dir, ...),
     so the assistant learns from exactly the labelled split of the stage-2 run. An assistant or bank made for
-    other labels or input channels than ``expected`` (:func:`vessa.engines.checkpoints.labels_record` of the
+    other labels or input channels than ``expected`` (:func:`vessa.training.checkpoints.labels_record` of the
     data set) is refused, and so is a bank holding a case outside the labelled split: its labels would leak
     into semi-supervised training.
     """

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from vessa.data.io import is_nifti, load_image
 from vessa.data.slices import normalize_minmax
-from vessa.engines.assistant_inference import AssistantPredictor
+from vessa.inference.predictor import AssistantPredictor
 from vessa.errors import DataError
 
 logger = logging.getLogger(__name__)

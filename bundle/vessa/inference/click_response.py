@@ -18,7 +18,7 @@ from collections.abc import MutableMapping
 import numpy as np
 import torch
 
-from vessa.engines.assistant_inference import AssistantPredictor
+from vessa.inference.predictor import AssistantPredictor
 
 CLICK_MODES = ("learnt", "paint")
 Click = tuple[tuple[float, float], int]  # ((x, y) pixel, 1 foreground | 0 background)

@@ -10,9 +10,9 @@ from monai.engines.utils import IterationEvents
 from torch.optim import Optimizer
 from torch.utils.data import DataLoader
 
-from vessa.engines.amp import autocast, backward_and_step
-from vessa.engines.handlers import attach_handlers
-from vessa.engines.prompts import corrective_clicks, simulate_prompts
+from vessa.training.amp import autocast, backward_and_step
+from vessa.training.handlers import attach_handlers
+from vessa.prompts import corrective_clicks, simulate_prompts
 from vessa.losses.assistant_loss import AssistantLoss
 from vessa.losses.contrastive import DualContrastiveLoss
 from vessa.networks.assistant import VessaAssistant
@@ -26,7 +26,7 @@ class Stage1Trainer(Trainer):
     Args:
         network: the assistant.
         prompt_kwargs: probabilities of the simulated coarse-mask, click and box prompts
-            (see :func:`vessa.engines.prompts.simulate_prompts`).
+            (see :func:`vessa.prompts.simulate_prompts`).
         corrective_clicks: probability that a batch is trained as an annotator's click session (RITM / SAM
             style): rounds of (no-grad) prediction, each adding one click per class mask inside the largest error
             of the assistant's own previous prediction and handing that prediction back as the mask prompt; the

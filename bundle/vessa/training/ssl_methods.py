@@ -15,7 +15,7 @@ import torch
 from vessa.losses.ssl import ce_dice_loss, sigmoid_rampup, softmax_mse
 
 if TYPE_CHECKING:
-    from vessa.engines.stage2 import Stage2Trainer
+    from vessa.training.stage2 import Stage2Trainer
 
 
 class SupervisedOnly:

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from vessa.data.datalist import Datalist
 from vessa.data.io import check_same_shape, load_image, load_label
 from vessa.data.slices import normalize_image
-from vessa.engines.checkpoints import atomic_write_json
+from vessa.training.checkpoints import atomic_write_json
 from vessa.errors import DataError
 from vessa.metrics.segmentation import case_metrics, format_metrics_table, summarize
 

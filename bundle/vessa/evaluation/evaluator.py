@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from monai.engines import Evaluator
 
 from vessa.data.template_bank import TemplateBank
-from vessa.engines.assistant_inference import AssistantPredictor
-from vessa.engines.student_eval import predict_volume_slicewise, predict_volume_sliding
+from vessa.inference.predictor import AssistantPredictor
+from vessa.evaluation.student import predict_volume_slicewise, predict_volume_sliding
 from vessa.networks.assistant import VessaAssistant
 
 

@@ -13,7 +13,7 @@ from monai.metrics import DiceMetric
 
 from vessa.data.corpus import CorpusSet
 from vessa.data.pretrain_episodes import as_rgb, task_text
-from vessa.engines.checkpoints import atomic_write_json
+from vessa.training.checkpoints import atomic_write_json
 from vessa.networks.text_encoder import TextEncoder
 
 logger = logging.getLogger(__name__)

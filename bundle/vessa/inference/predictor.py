@@ -119,7 +119,7 @@ ASSISTANT_FIX = "train an assistant for these labels (stage 1 with its own --ckp
 
 def bank_record(bank: TemplateBank) -> dict:
     """What an assistant must have been made for to be used with ``bank``: its labels and input channels."""
-    from vessa.engines.checkpoints import labels_record
+    from vessa.training.checkpoints import labels_record
 
     return labels_record(bank.labels, int(bank.images[0].shape[0]))
 
@@ -130,7 +130,7 @@ def evaluation_bank(assistant_path: str | Path, bank_path: str | Path, dataset_d
     base's working size."""
     from vessa.data.prepare import load_split
     from vessa.data.slices import load_slices
-    from vessa.engines.checkpoints import read_made_for
+    from vessa.training.checkpoints import read_made_for
 
     record = (read_made_for(assistant_path) if Path(assistant_path).is_file() else None) or {}
     if record.get("run") != "pretrain":
@@ -142,7 +142,7 @@ def evaluation_bank(assistant_path: str | Path, bank_path: str | Path, dataset_d
 def load_assistant(checkpoint: str | Path, bank: TemplateBank, device: str | torch.device = "cpu") -> VessaAssistant:
     """Build the assistant that fits ``bank`` and its stage-1 checkpoint (width and text size as saved) and load
     it; one trained for other labels or channels than the bank's is refused (:class:`vessa.errors.CheckpointError`)."""
-    from vessa.engines.checkpoints import load_weights, read_weights, weights_record
+    from vessa.training.checkpoints import load_weights, read_weights, weights_record
 
     how = "train stage 1 first (python -m monai.bundle run training --config_file configs/stage1.json) or set 'assistant_path' / --ckpt_dir."
     state = read_weights(checkpoint, "assistant checkpoint", how)

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from vessa.engines.assistant_inference import AssistantPredictor  # noqa: E402
+from vessa.inference.predictor import AssistantPredictor  # noqa: E402
 
 
 def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:

@@ -9,10 +9,10 @@ import torch
 from monai.metrics import compute_dice
 from tqdm import tqdm
 
-from vessa.engines.assistant_inference import AssistantPredictor
-from vessa.engines.checkpoints import atomic_write_json
-from vessa.engines.evaluator import one_hot
-from vessa.engines.prompts import perturb_masks
+from vessa.inference.predictor import AssistantPredictor
+from vessa.training.checkpoints import atomic_write_json
+from vessa.evaluation.evaluator import one_hot
+from vessa.prompts import perturb_masks
 
 MODES = ("assistant", "assistant+coarse", "template")
 

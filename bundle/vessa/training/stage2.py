@@ -10,10 +10,10 @@ from monai.engines.utils import IterationEvents
 from torch.optim import Optimizer
 from torch.utils.data import DataLoader
 
-from vessa.engines.amp import autocast, backward_and_step
-from vessa.engines.handlers import attach_handlers
-from vessa.engines.pseudo_cache import PseudoLabelCache
-from vessa.engines.ssl_methods import SupervisedOnly, unwrap
+from vessa.training.amp import autocast, backward_and_step
+from vessa.training.handlers import attach_handlers
+from vessa.training.pseudo_cache import PseudoLabelCache
+from vessa.training.ssl_methods import SupervisedOnly, unwrap
 from vessa.errors import DataError
 from vessa.losses.ssl import sigmoid_rampdown, sigmoid_rampup
 
@@ -23,7 +23,7 @@ class Stage2Trainer(Trainer):
 
     Args:
         network: the student.
-        method: a method of :mod:`vessa.engines.ssl_methods`.
+        method: a method of :mod:`vessa.training.ssl_methods`.
         assistant: an :class:`vessa.assistants.Assistant` giving pseudo-labels, or None.
         assistant_weight: weight of the assistant's pseudo-labels, scheduled by ``assistant_schedule``:
             ``"constant"``, ``"rampup"`` (sigmoid over ``assistant_ramp_iterations``) or ``"rampdown"``

@@ -1,4 +1,4 @@
-"""Event handlers the VESSA engines attach to themselves."""
+"""Event handlers the VESSA trainers and evaluators attach to themselves."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Evaluation: validation during training, the published test protocols, diagnostics and figures."""

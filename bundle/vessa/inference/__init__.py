@@ -1,0 +1,1 @@
+"""Inference: segmenting images with the assistant or the student, and answering clicks."""
