@@ -131,3 +131,46 @@ def test_uncertain_fusion_keeps_the_confident_student_and_lets_the_assistant_dec
     labels, weights = trainer.pseudo_labels(torch.rand(1, 1, 2, 2), probs, {})
     assert labels.tolist() == [[[1, 1], [2, 2]]]
     assert weights.tolist() == [[[1.0, 1.0], [0.5, 0.5]]]
+
+
+class ConstantAssistant(Assistant):
+    """Labels every pixel with one class, at weight 0.5; counts how often it is asked."""
+
+    def __init__(self, label: int):
+        self.label, self.calls = label, 0
+
+    def refine(self, images, probs, meta=None):
+        self.calls += 1
+        shape = (probs.shape[0], *probs.shape[2:])
+        return torch.full(shape, self.label, dtype=torch.long), torch.full(shape, 0.5)
+
+
+@pytest.mark.parametrize("method", ["mean_teacher", "unimatch", "unimatch_v2"])
+def test_the_assistant_schedule_hands_the_unlabelled_loss_over_to_the_method_own_targets(method):
+    # the share once scaled the per-pixel weights, which each loss normalises away: weight and schedule changed nothing
+    ds = SemiSupervisedDataset(_slices(1.0, 3, True), _slices(0.0, 3, False), patch_size=16, length=2)
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=2)))
+
+    def unsup(schedule: str, iteration: int, weight: float = 1.0, with_assistant: bool = True) -> tuple[float, int]:
+        torch.manual_seed(0)
+        net = StudentUNet(2, 1, 2, features=(4, 8, 16, 32, 64))
+        assistant = ConstantAssistant(1) if with_assistant else None
+        trainer = Stage2Trainer(
+            "cpu", 1, torch.utils.data.DataLoader(ds, batch_size=2), net, torch.optim.SGD(net.parameters(), 0.1), build_method(method),
+            assistant, assistant_weight=weight, assistant_schedule=schedule, assistant_ramp_iterations=100,
+        )
+        trainer.state.iteration = iteration
+        torch.manual_seed(1)  # the same noise and dropout for every call
+        return float(trainer.method.losses(trainer, batch)["unsup"]), assistant.calls if assistant else 0
+
+    full, calls = unsup("constant", 300)
+    assert calls == 1 and full > 0
+    assert unsup("constant", 300, weight=0.5)[0] == pytest.approx(full / 2, rel=1e-4)
+    own, calls = unsup("rampdown", 300)  # past the ramp: the method's own loss, and the assistant is not asked
+    assert calls == 0 and own == pytest.approx(unsup("constant", 300, with_assistant=False)[0], rel=1e-4)
+    assert own != pytest.approx(full, rel=1e-2)
+    assert unsup("rampdown", 0)[0] == pytest.approx(unsup("constant", 0)[0], rel=1e-4)
+    half, calls = unsup("rampdown", 50)  # share exp(-5 / 4) of the assistant's loss, the rest the method's own
+    share = math.exp(-1.25)
+    expected = share * unsup("constant", 50)[0] + (1 - share) * unsup("constant", 50, with_assistant=False)[0]
+    assert calls == 1 and half == pytest.approx(expected, rel=1e-4)

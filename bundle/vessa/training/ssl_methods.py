@@ -2,13 +2,14 @@
 
 Each method computes the losses of one batch. Where an assistant is configured, it supplies the
 pseudo-labels of the unlabelled images (refining the student's or teacher's prediction) and their
-per-pixel weights; without one, each method uses its own targets.
+per-pixel weights, and the trainer's ``assistant_schedule`` shares the unlabelled loss between them and
+the method's own targets (:meth:`Stage2Trainer.unlabeled_loss`); without one, each method uses its own targets.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
@@ -119,12 +120,14 @@ class MeanTeacher(EMATeacher):
         sup = ce_dice_loss(logits[: len(x)], y)
         t_logits = self.teacher_logits(self._noisy(u), train_mode=True)
         ramp = sigmoid_rampup(trainer.state.iteration, self.rampup_iterations)
-        targets = trainer.pseudo_targets(u, torch.softmax(t_logits, 1), batch)
-        if targets is None:
-            return {"sup": sup, "unsup": self.consistency * ramp * softmax_mse(logits[len(x) :], t_logits)}
-        # DuSSS: the mean of the losses on the merged pseudo-label and on the text-guided mask
-        unsup = sum(ce_dice_loss(logits[len(x) :], labels, weights) for labels, weights in targets) / len(targets)
-        return {"sup": sup, "unsup": self.assistant_consistency * ramp * unsup}
+
+        def assistant_loss() -> torch.Tensor:
+            # DuSSS: the mean of the losses on the merged pseudo-label and on the text-guided mask
+            targets = trainer.pseudo_targets(u, torch.softmax(t_logits, 1), batch)
+            return self.assistant_consistency * sum(ce_dice_loss(logits[len(x) :], labels, weights) for labels, weights in targets) / len(targets)
+
+        unsup = trainer.unlabeled_loss(lambda: self.consistency * softmax_mse(logits[len(x) :], t_logits), assistant_loss)
+        return {"sup": sup, "unsup": ramp * unsup}
 
 
 def cutmix_views(batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -141,14 +144,17 @@ def strong_loss(logits_s1: torch.Tensor, logits_s2: torch.Tensor, box1: torch.Te
     return 0.5 * (ce_dice_loss(logits_s1, mix(box1, target), mix(box1, weight)) + ce_dice_loss(logits_s2, mix(box2, target), mix(box2, weight)))
 
 
-def weak_targets(trainer: "Stage2Trainer", u: torch.Tensor, probs: torch.Tensor, batch: dict, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The weak view's pseudo-label and weight: the assistant's refinement where there is one, else the
-    argmax kept where its confidence reaches ``threshold``."""
-    pseudo = trainer.pseudo_labels(u, probs, batch)
-    if pseudo is not None:
-        return pseudo
-    conf, target = probs.max(1)
-    return target, (conf >= threshold).float()
+def weak_view_loss(
+    trainer: "Stage2Trainer", u: torch.Tensor, probs: torch.Tensor, batch: dict, threshold: float, loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """``loss_of(pseudo-label, weight)`` of the weak view's targets: the method's own (the argmax kept where its confidence
+    reaches ``threshold``) handed over to the assistant's refinement as the trainer schedules it."""
+
+    def own_loss() -> torch.Tensor:
+        conf, target = probs.max(1)
+        return loss_of(target, (conf >= threshold).float())
+
+    return trainer.unlabeled_loss(own_loss, lambda: loss_of(*trainer.pseudo_labels(u, probs, batch)))
 
 
 class UniMatch(SupervisedOnly):
@@ -172,11 +178,13 @@ class UniMatch(SupervisedOnly):
         s1, s2, box1, box2 = cutmix_views(batch)
         logits, logits_fp = net(torch.cat([x, u]), perturb="fp")
         sup = ce_dice_loss(logits[: len(x)], y)
-        target, weight = weak_targets(trainer, u, torch.softmax(logits[len(x) :].detach(), 1), batch, self.threshold)
         logits_s1, logits_s2 = net(torch.cat([s1, s2])).chunk(2)
-        strong = strong_loss(logits_s1, logits_s2, box1, box2, target, weight)
-        fp = ce_dice_loss(logits_fp[len(x) :], target, weight)
-        return {"sup": sup, "unsup": self.weight_strong * strong + self.weight_fp * fp}
+
+        def loss_of(target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+            strong = strong_loss(logits_s1, logits_s2, box1, box2, target, weight)
+            return self.weight_strong * strong + self.weight_fp * ce_dice_loss(logits_fp[len(x) :], target, weight)
+
+        return {"sup": sup, "unsup": weak_view_loss(trainer, u, torch.softmax(logits[len(x) :].detach(), 1), batch, self.threshold, loss_of)}
 
 
 class UniMatchV2(EMATeacher):
@@ -205,9 +213,9 @@ class UniMatchV2(EMATeacher):
         s1, s2, box1, box2 = cutmix_views(batch)
         sup = ce_dice_loss(net(x), y)
         probs = torch.softmax(self.teacher_logits(u, train_mode=False), 1)
-        target, weight = weak_targets(trainer, u, probs, batch, self.threshold)
         logits_s1, logits_s2 = net(torch.cat([s1, s2]), perturb="complementary").chunk(2)
-        return {"sup": sup, "unsup": self.weight_strong * strong_loss(logits_s1, logits_s2, box1, box2, target, weight)}
+        loss_of = lambda target, weight: self.weight_strong * strong_loss(logits_s1, logits_s2, box1, box2, target, weight)  # noqa: E731
+        return {"sup": sup, "unsup": weak_view_loss(trainer, u, probs, batch, self.threshold, loss_of)}
 
 
 METHODS = {"supervised": SupervisedOnly, "mean_teacher": MeanTeacher, "unimatch": UniMatch, "unimatch_v2": UniMatchV2}

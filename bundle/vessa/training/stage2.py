@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from monai.engines import Trainer
@@ -25,9 +25,13 @@ class Stage2Trainer(Trainer):
         network: the student.
         method: a method of :mod:`vessa.training.ssl_methods`.
         assistant: an :class:`vessa.assistants.Assistant` giving pseudo-labels, or None.
-        assistant_weight: weight of the assistant's pseudo-labels, scheduled by ``assistant_schedule``:
-            ``"constant"``, ``"rampup"`` (sigmoid over ``assistant_ramp_iterations``) or ``"rampdown"``
-            (SemiSAM's decay of the generalist's weight).
+        assistant_weight: weight of the unlabelled loss on the assistant's targets.
+        assistant_schedule: how the unlabelled loss is handed over between the assistant's targets and the method's
+            own (UniMatch's confident pseudo-labels, Mean Teacher's consistency): ``"constant"`` (the assistant's
+            throughout), ``"rampup"`` (from the method's own to the assistant's, sigmoid over
+            ``assistant_ramp_iterations``) or ``"rampdown"`` (from the assistant's to the method's own: SemiSAM's decay
+            of the generalist's weight). The share ``r`` weighs the losses, ``weight * r * L_assistant + (1 - r) * L_own``:
+            per-pixel weights cannot carry it, since each loss is normalised by the sum of its weights.
         assistant_update_every: every n iterations the assistant learns from the student's prediction of
             the last unlabelled batch where its confidence reaches ``assistant_update_confidence``
             (VESSA's dynamic interaction; 0 = off; only assistants that learn online act on it).
@@ -51,7 +55,7 @@ class Stage2Trainer(Trainer):
         assistant=None,
         epoch_length: int | None = None,
         assistant_weight: float = 1.0,
-        assistant_schedule: str = "rampup",
+        assistant_schedule: str = "constant",
         assistant_ramp_iterations: int = 200,
         assistant_update_every: int = 0,
         assistant_update_confidence: float = 0.95,
@@ -90,10 +94,23 @@ class Stage2Trainer(Trainer):
         method.setup(self)
         attach_handlers(self, train_handlers)
 
-    def assistant_scale(self) -> float:
+    def assistant_share(self) -> float:
+        """The assistant's share ``r`` of the unlabelled loss at this iteration (0 without an assistant; under 1 % counts as 0)."""
+        if self.assistant is None:
+            return 0.0
         it, n = self.state.iteration, self.assistant_ramp_iterations
-        ramp = {"constant": 1.0, "rampup": sigmoid_rampup(it, n), "rampdown": sigmoid_rampdown(it, n)}[self.assistant_schedule]
-        return self.assistant_weight * ramp
+        share = {"constant": 1.0, "rampup": sigmoid_rampup(it, n), "rampdown": sigmoid_rampdown(it, n)}[self.assistant_schedule]
+        return share if share >= 0.01 else 0.0
+
+    def unlabeled_loss(self, own_loss: Callable[[], torch.Tensor], assistant_loss: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """The method's unlabelled loss handed over to the assistant's: ``weight * r * assistant_loss() + (1 - r) * own_loss()``
+        with ``r`` = :meth:`assistant_share`; a part whose share is 0 is not computed (the assistant is not even asked)."""
+        share = self.assistant_share()
+        if share >= 1.0:
+            return self.assistant_weight * assistant_loss()
+        if share <= 0.0:
+            return own_loss()
+        return self.assistant_weight * share * assistant_loss() + (1.0 - share) * own_loss()
 
     def pseudo_targets(self, images: torch.Tensor, probs: torch.Tensor, batch: dict) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
         """The assistant's targets (pseudo-labels and weights, the merged pseudo-label first) for unlabelled
@@ -106,8 +123,6 @@ class Stage2Trainer(Trainer):
             targets = [self.pseudo_cache.lookup(batch, self.state.iteration, lambda plain, rows: self._refine_plain(plain, rows, batch))]
         else:
             targets = self.assistant.targets(images, probs, meta)
-        scale = self.assistant_scale()
-        targets = [(labels, weights * scale) for labels, weights in targets]
         if self.assistant_fusion == "uncertain":
             conf, student = probs.max(1)
             sure = conf >= self.fusion_threshold
