@@ -8,8 +8,9 @@ nothing, its time per iteration does). ``--labeled all`` trains the fully superv
 Runs with the ``text`` variant (``unimatch+vessa+text``) use a second stage-1 assistant trained with
 text alignment on (``stage1_text``); ``+text_vlm`` runs use DuSSS's text-guided assistant.
 ``--tag`` keeps a comparison's stage-1 assistants and records apart from earlier ones.
-The best checkpoint on the validation volumes (ACDC) or the final one (LA: no validation split) is
-evaluated on the test volumes by the published protocol. Benchmark-only pseudo-label diagnostics read
+The best checkpoint on the validation volumes is evaluated on the test volumes by the published protocol. LA has
+no validation split: on a schedule the last 8 of its 80 training cases by id (none of them in a labelled split)
+validate, so the converged runs have a curve and a best checkpoint; the short budget keeps the final weights. Benchmark-only pseudo-label diagnostics read
 the hidden labels of the unlabelled cases to log the Dice of the student and of the assistant over time.
 
     python benchmarks/stage2.py --dataset acdc --labeled 3 --iterations 600
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -55,6 +57,38 @@ def dataset_dir(dataset: str) -> Path:
     return DATA_DIRS.get(dataset, DATA / dataset)
 
 
+def run_dataset_dir(dataset: str, schedule: str = "") -> Path:
+    """The data set a run trains on: on a schedule, a data set without a validation list (LA) gets one carved out of its
+    training cases (``heldout_validation``, the pre-training corpus's rule: the last tenth by id, none of them in a
+    labelled split), written as a data list under runs/ that points at the original files; otherwise the data set."""
+    source = dataset_dir(dataset)
+    fraction = DATASETS.get(dataset, {}).get("heldout_validation")
+    if not schedule or not fraction:
+        return source
+    from vessa.data.corpus import heldout_cases
+
+    raw = json.loads((source / "dataset.json").read_text())
+    if raw.get("validation"):
+        return source
+    train, held = heldout_cases(raw["training"], [], fraction)
+    held_ids = {Path(e["image"]).name for e in held}
+    for key in ("labeled_cases", "labeled_patients"):
+        for ids in raw.get(key, {}).values():
+            if any(Path(e["image"]).name.startswith(i + ".") for i in ids for e in held):
+                raise SystemExit(f"{dataset}: a held-out validation case is in a labelled split; carve the validation cases elsewhere")
+    absolute = lambda e: {k: (str((source / v).resolve()) if k in ("image", "label") else v) for k, v in e.items()}  # noqa: E731
+    derived = {**raw, "training": [absolute(e) for e in train], "validation": [absolute(e) for e in held], "test": [absolute(e) for e in raw.get("test", [])]}
+    derived["description"] = f"{raw.get('description', dataset)}; validation: {len(held_ids)} training cases held out (benchmarks/stage2.py)"
+    folder = REPO / "runs" / "bench" / "data" / f"{dataset}_val"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "dataset.json"
+    if not path.is_file() or json.loads(path.read_text()) != derived:
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(derived, indent=1))
+        tmp.replace(path)
+    return folder
+
+
 def out_dir(schedule: str, dataset: str = "") -> Path:
     """Records of the short budget in docs/results/stage2, of a schedule overlay in docs/results/converged; a data set
     with its own protocol (MoNuSeg) in docs/results/<its name>."""
@@ -71,6 +105,7 @@ def runs_dir(schedule: str, dataset: str = "") -> Path:
 VARIANTS = {
     "uncertain": {"assistant_fusion": "uncertain"},
     "dynamic": {"assistant_update_every": 10},
+    "handover": {"assistant_schedule": "rampdown"},  # the assistant's targets first, handed over to the method's own by a third of the run
     "text": {},  # the stage-1 assistant trained with text alignment (see stage1_name)
     "nosss": {"assistant_args#text_vlm#sss_lambda": 0.0},  # text_vlm: plain cosines in the contrastive losses
     "nocontrast": {"assistant_args#text_vlm#contrastive_weight": 0.0},  # text_vlm: mask loss only
@@ -96,6 +131,7 @@ DATASETS = {
         "stage1": {"image_size": 128, "train_normalize": "slice"},
         "eval": {"mode": "sliding", "normalize": "none", "overlap": 0.25},
         "diag_interval": 50,
+        "heldout_validation": 0.1,  # on a schedule: 8 of the 80 training cases validate (best checkpoint, the curve)
     },
     # LViT / DuSSS protocol (configs/monuseg.json: its schedule, early stopping and optimiser); scored at 224 x 224 as LViT does
     "monuseg": {
@@ -165,12 +201,13 @@ def train_stage1(
     if (root / name / "assistant.pt").is_file() and record_path.is_file():
         return json.loads(record_path.read_text())
     start = time.time()
-    _, split = load_split(dataset_dir(dataset), labeled_arg(labeled), seed, root / f"{name}_run")
+    data = run_dataset_dir(dataset, schedule)
+    _, split = load_split(data, labeled_arg(labeled), seed, root / f"{name}_run")
     overrides = {
         **cfg["stage1"], "iterations": iterations, "epoch_length": 100, "val_interval": 2, "text_alignment": text, "seed": seed, "pretrained": pretrained,
         "train#handlers#4#_disabled_": True,
     }
-    ensure_stage1(root / name, split, dataset_dir=str(dataset_dir(dataset)), labeled=labeled_arg(labeled), run_dir=str(root / f"{name}_run"), **overrides)
+    ensure_stage1(root / name, split, dataset_dir=str(data), labeled=labeled_arg(labeled), run_dir=str(root / f"{name}_run"), **overrides)
     record = {
         "dataset": dataset, "labeled": labeled, "tag": tag, "seed": seed, "schedule": schedule or "short", "text_alignment": text, "iterations": iterations,
         "pretrained": pretrained,
@@ -199,7 +236,7 @@ def run_one(dataset: str, labeled: str, run: str, iterations: int, tag: str = ""
     overrides = {
         **({} if schedule else cfg["stage2"]),  # a schedule overlay brings its own iterations, patch, batch and optimiser
         **({} if schedule or cfg.get("own_protocol") else {"iterations": iterations}),
-        "dataset_dir": str(dataset_dir(dataset)),
+        "dataset_dir": str(run_dataset_dir(dataset, schedule)),
         "labeled": labeled_arg(labeled),
         "seed": seed,
         "method": method,
@@ -318,7 +355,7 @@ def report(tag: str = "", schedule: str = "") -> str:
             continue
         t = r["test"]
         per_class = " / ".join(f"{100 * v['dice']:.1f}" for v in t["classes"].values()) if len(t["classes"]) > 1 else ""
-        names = {"text": "text alignment on", "nosss": "no semantic-similarity supervision", "nocontrast": "no contrastive loss", "dynamic": "dynamic interaction"}
+        names = {"text": "text alignment on", "nosss": "no semantic-similarity supervision", "nocontrast": "no contrastive loss", "dynamic": "dynamic interaction", "handover": "handed over to the method's own targets"}
         variant = names.get(r.get("variant", ""), r.get("variant", ""))
         note = " (smoke, random SAM2)" if r["smoke"] else (f" ({variant})" if variant else "")
         rows.append(
