@@ -227,6 +227,7 @@ def run_one(dataset: str, labeled: str, run: str, iterations: int, tag: str = ""
     from vessa.data import load_datalist
     from vessa.evaluation.diagnostics import PseudoLabelDiagnostics
     from vessa.evaluation.student import evaluate_student, load_eval_volumes
+    from vessa.training.checkpoints import atomic_write_json
 
     method, assistant, *variant = run.split("+")
     cfg = DATASETS[dataset]
@@ -276,18 +277,31 @@ def run_one(dataset: str, labeled: str, run: str, iterations: int, tag: str = ""
         diagnostics = PseudoLabelDiagnostics.for_split(data["split"], label_values, patch, root / "pseudo_labels.csv", interval=cfg["diag_interval"])
         if diagnostics.csv_path.is_file():  # a resumed run keeps the rows of its first part
             with open(diagnostics.csv_path) as f:
-                diagnostics.rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+                diagnostics.rows = [{k: (int(float(v)) if k == "iteration" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
         diagnostics.attach(trainer)
+    elapsed_path = root / "train_seconds.json"  # wall time over every part of a resumed run, up to its last checkpoint
+    before = json.loads(elapsed_path.read_text()) if elapsed_path.is_file() else {"seconds": 0.0, "iterations": 0}
     start = time.time()
     first = {}
-    trainer.add_event_handler(Events.ITERATION_STARTED, lambda e: first.setdefault("iteration", e.state.iteration - 1))  # after a resume
+
+    def on_first_iteration(engine) -> None:
+        """Where this part starts (after a resume); the diagnostics rows a killed part logged past it are dropped."""
+        if "iteration" in first:
+            return
+        first["iteration"] = engine.state.iteration - 1
+        if diagnostics:
+            diagnostics.rows = [r for r in diagnostics.rows if r["iteration"] <= first["iteration"]]
+
+    def save_elapsed(engine) -> dict:
+        elapsed = {"seconds": before["seconds"] + time.time() - start, "iterations": before["iterations"] + engine.state.iteration - first.get("iteration", 0)}
+        atomic_write_json(elapsed, elapsed_path)
+        return elapsed
+
+    trainer.add_event_handler(Events.ITERATION_STARTED, on_first_iteration)
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, save_elapsed)  # with each checkpoint, so a killed part keeps its time
     wf.run()
     train_s = time.time() - start
-    trained = trainer.state.iteration - first.get("iteration", 0)
-    elapsed_path = root / "train_seconds.json"  # wall time over every resumed part of the run
-    elapsed = (json.loads(elapsed_path.read_text()) if elapsed_path.is_file() else {"seconds": 0.0, "iterations": 0})
-    elapsed = {"seconds": elapsed["seconds"] + train_s, "iterations": elapsed["iterations"] + trained}
-    elapsed_path.write_text(json.dumps(elapsed))
+    elapsed = save_elapsed(trainer)
     network = wf.parser.get_parsed_content("network")
     network.load_state_dict(torch.load(root / "models" / "model.pt", map_location="cpu", weights_only=True))
     datalist = load_datalist(dataset_dir(dataset))
@@ -324,7 +338,7 @@ def run_one(dataset: str, labeled: str, run: str, iterations: int, tag: str = ""
     }
     out = out_dir(schedule, dataset)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{setting_name(dataset, labeled, tag, seed)}_{run}.json").write_text(json.dumps(record, indent=2))
+    atomic_write_json(record, out / f"{setting_name(dataset, labeled, tag, seed)}_{run}.json")
     print(f"{setting_name(dataset, labeled, tag, seed)} {run}: test mean Dice {100 * result['summary']['mean']['dice']:.1f}, {train_s / 60:.1f} min, peak RSS {record['peak_rss_mb'] / 1024:.2f} GB")
     return record
 
