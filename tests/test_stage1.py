@@ -14,6 +14,7 @@ from monai.bundle import ConfigWorkflow
 from vessa.data.template_bank import TemplateBank
 from vessa.evaluation.assistant import evaluate_assistant
 from vessa.inference.predictor import AssistantPredictor
+from vessa.training.stage1_runner import ensure_stage1, stopped_early
 from vessa.errors import CheckpointError
 
 
@@ -110,3 +111,17 @@ def test_stage1_runs_on_rgb_images_and_on_volumes_slice_by_slice(tmp_path, kind)
     if kind == "3d":
         assert len(set(bank.ids)) == 3 and len(bank) > 3  # several slices of each labelled volume
     assert (ckpt / "assistant.pt").is_file()
+
+
+def test_a_stopped_stage1_is_finished_before_its_assistant_is_used(tmp_path):
+    # a killed stage 1 leaves its best-so-far assistant.pt behind, which would otherwise pass for a finished one
+    ckpt_dir, run_dir = tmp_path / "assistant", tmp_path / "stage1_run"
+    settings = {"iterations": 10, "epoch_length": 5, "val_interval": 1, "run_dir": str(run_dir)}
+    wf = stage1_workflow(tmp_path, ckpt_dir=str(ckpt_dir), **settings)
+    wf.parser.get_parsed_content("train#trainer").add_event_handler(Events.EPOCH_COMPLETED(once=1), lambda engine: engine.terminate())
+    wf.run()
+    assert (ckpt_dir / "assistant.pt").is_file() and stopped_early(run_dir)
+
+    ensure_stage1(ckpt_dir, wf.parser.get_parsed_content("data")["split"], bundle_root=str(tmp_path), **settings, **{"train#handlers#4#_disabled_": True})
+    assert not stopped_early(run_dir)
+    assert torch.load(run_dir / "latest.pt", weights_only=True)["trainer"]["iteration"] == 10

@@ -10,6 +10,7 @@ from vessa.data.template_bank import TemplateBank
 from vessa.inference.predictor import bank_record
 from vessa.training.checkpoints import check_made_for, read_made_for
 from vessa.errors import DataError
+from vessa.torch_files import load_plain
 
 logger = logging.getLogger(__name__)
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"
@@ -30,8 +31,23 @@ def run_stage1(ckpt_dir: str | Path, **stage1_overrides) -> tuple[Path, Path]:
     return ckpt_dir / "assistant.pt", ckpt_dir / "bank.pt"
 
 
+def stopped_early(run_dir: str | Path | None) -> bool:
+    """Whether ``run_dir`` holds the resume state of a stage-1 training that stopped before its last iteration.
+
+    The best checkpoint (``assistant.pt``) is written at every better validation, so a killed run leaves one
+    behind that looks finished; its ``latest.pt`` says how far it got.
+    """
+    path = Path(run_dir) / "latest.pt" if run_dir else None
+    if path is None or not path.is_file():
+        return False
+    trainer = load_plain(path, "saved stage-1 training state").get("trainer") or {}
+    planned = trainer.get("max_iters") or trainer.get("max_epochs", 0) * trainer.get("epoch_length", 0)
+    return trainer.get("iteration", 0) < planned
+
+
 def ensure_stage1(ckpt_dir: str | Path, split: Split, expected: dict | None = None, **stage1_overrides) -> tuple[Path, Path]:
-    """Paths of ``assistant.pt`` and ``bank.pt`` in ``ckpt_dir``; trains stage 1 first when they are missing.
+    """Paths of ``assistant.pt`` and ``bank.pt`` in ``ckpt_dir``; trains stage 1 first when they are missing, and
+    finishes it first when the stage-1 ``run_dir`` holds a training that was stopped before its end.
 
     ``stage1_overrides`` are config ids of ``configs/stage1.json`` (dataset_dir, labeled, seed, run_dir, ...),
     so the assistant learns from exactly the labelled split of the stage-2 run. An assistant or bank made for
@@ -43,6 +59,9 @@ def ensure_stage1(ckpt_dir: str | Path, split: Split, expected: dict | None = No
     assistant_path, bank_path = ckpt_dir / "assistant.pt", ckpt_dir / "bank.pt"
     if not (assistant_path.is_file() and bank_path.is_file()):
         logger.warning(f"No stage-1 assistant in {ckpt_dir}: training one first on the same labelled split ({len(split.labeled)} cases).")
+        run_stage1(ckpt_dir, **stage1_overrides)
+    elif stopped_early(stage1_overrides.get("run_dir")):
+        logger.warning(f"The stage-1 training in {stage1_overrides['run_dir']} stopped before its end: finishing it before {ckpt_dir} is used.")
         run_stage1(ckpt_dir, **stage1_overrides)
     bank = TemplateBank.load(bank_path)
     if expected is not None:
