@@ -56,7 +56,8 @@ def run_name(r: dict) -> str:
 
 
 def records() -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(RECORDS.glob("*.json")) if not p.name.endswith(("_stage1.json", "_stage1_text.json"))]
+    found = [json.loads(p.read_text()) for p in RECORDS.glob("*.json") if not p.name.endswith(("_stage1.json", "_stage1_text.json"))]
+    return sorted(found, key=lambda r: (float(r["labeled"]), run_name(r), r["seed"]))
 
 
 def cell(values: list[float]) -> str:
