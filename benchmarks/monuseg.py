@@ -66,12 +66,66 @@ def cell(values: list[float]) -> str:
     return f"{v.mean():.2f} +- {v.std():.2f}" if len(v) > 1 else f"{v.mean():.2f}"
 
 
-def report() -> str:
-    """Our runs beside DuSSS's published table: Dice and mIoU mean +- std over the seeds, seeds, epochs, time per run."""
+def paired_with_supervised(runs: list[dict], supervised: list[dict]) -> str:
+    """Test Dice minus supervised only's on the same split (a seed draws the labelled images), mean and per seed."""
+    by_seed = {r["seed"]: r["test"]["mean"]["dice"] for r in supervised}
+    diffs = [(r["seed"], 100 * (r["test"]["mean"]["dice"] - by_seed[r["seed"]])) for r in runs if r["seed"] in by_seed]
+    if not diffs or runs[0]["method"] == "supervised":
+        return ""
+    mean = np.mean([d for _, d in diffs])
+    return f"{mean:+.1f} ({', '.join(f's{seed} {d:+.1f}' for seed, d in diffs)})"
+
+
+def unlabelled_dice(runs: list[dict]) -> str:
+    """Benchmark-only diagnostics per seed: the student's (/ the assistant's) Dice on the hidden labels of the unlabelled images."""
+    cells = []
+    for r in runs:
+        if r.get("pseudo_label_dice"):
+            end = r["pseudo_label_dice"][-1]
+            assistant = end.get("assistant_dice")
+            cells.append(f"s{r['seed']} {100 * end['student_dice']:.1f}" + (f" / {100 * assistant:.1f}" if assistant is not None else ""))
+    return ", ".join(cells)
+
+
+def seed_figure(groups: dict[tuple[str, float], list[dict]]) -> Path:
+    """Test Dice of every run, one point per seed, against the published figures: ``docs/results/monuseg/dice_by_seed.png``."""
+    from vessa.evaluation.figures import plt, save_figure
+
+    fractions = sorted({frac for _, frac in groups if frac < 1.0})
+    fig, axes = plt.subplots(1, len(fractions), figsize=(6 * len(fractions), 4), squeeze=False, sharey=True)
+    for ax, frac in zip(axes[0], fractions):
+        names = [n for n in MAIN_RUNS + ABLATION_RUNS if (n, frac) in groups]
+        for x, name in enumerate(names):
+            for r in groups[(name, frac)]:
+                ax.scatter(x, 100 * r["test"]["mean"]["dice"], color=f"C{r['seed']}", label=f"seed {r['seed']}", zorder=3)
+            ax.hlines(100 * np.mean([r["test"]["mean"]["dice"] for r in groups[(name, frac)]]), x - 0.3, x + 0.3, color="k")
+        for seed in sorted({r["seed"] for n in names for r in groups[(n, frac)]}):  # a seed is one split: join its runs
+            xy = [(x, 100 * r["test"]["mean"]["dice"]) for x, n in enumerate(names) for r in groups[(n, frac)] if r["seed"] == seed]
+            ax.plot(*zip(*xy), color=f"C{seed}", alpha=0.3, linewidth=1)
+        ax.set_xlim(-0.5, len(names) - 0.5)
+        for i, (method, by) in enumerate(PUBLISHED.items()):
+            if frac in by:
+                ax.axhline(by[frac], color=f"C{i + 5}", linestyle="--", linewidth=1, label=f"{method} (published)")
+        ax.set_xticks(range(len(names)), [NAMES[n].replace(" (our DuSSS)", "\n(our DuSSS)") for n in names], rotation=30, ha="right", fontsize=8)
+        ax.set_title(f"MoNuSeg, {100 * frac:.0f} % labelled: test Dice, mean (bar) and seeds")
+        ax.set_ylabel("test Dice %")
+        handles, labels = ax.get_legend_handles_labels()
+        unique = dict(zip(labels, handles))
+        ax.legend(unique.values(), unique.keys(), fontsize=7)
+    return save_figure(fig, RECORDS / "dice_by_seed.png", dpi=110)
+
+
+def report(write_figure: bool = False) -> str:
+    """Our runs beside DuSSS's published table: Dice and mIoU mean +- std over the seeds, paired differences, diagnostics,
+    epochs and time per run; with ``write_figure`` also the per-seed figure."""
     groups: dict[tuple[str, float], list[dict]] = {}
     for r in records():
         groups.setdefault((run_name(r), float(r["labeled"])), []).append(r)
-    rows = ["| method | labelled | test Dice % | test mIoU % | seeds | iterations (early stop) | time per run | published Dice % (/ mIoU) |", "|---" * 8 + "|"]
+    rows = [
+        "| method | labelled | test Dice % | test mIoU % | seeds | paired with supervised only, Dice points (per seed) "
+        "| student (/ assistant) on the unlabelled images at the end, Dice % per seed | iterations (early stop) | time per run | published Dice % (/ mIoU) |",
+        "|---" * 10 + "|",
+    ]
     for name in list(MAIN_RUNS) + list(ABLATION_RUNS):
         for frac in (0.25, 0.5, 1.0):
             runs = groups.get((name, frac))
@@ -88,13 +142,17 @@ def report() -> str:
             minutes = np.mean([r["train_seconds"] for r in runs]) / 60
             rows.append(
                 f"| {NAMES.get(name, name)} | {100 * frac:.0f} % | {cell([r['test']['mean']['dice'] for r in runs])} | "
-                f"{cell([r['test']['mean']['jaccard'] for r in runs])} | {', '.join(str(r['seed']) for r in runs)} | {its} | {minutes:.0f} min | {published} |"
+                f"{cell([r['test']['mean']['jaccard'] for r in runs])} | {', '.join(str(r['seed']) for r in runs)} | "
+                f"{paired_with_supervised(runs, groups.get(('supervised+none', frac), []))} | {unlabelled_dice(runs)} | {its} | {minutes:.0f} min | {published} |"
             )
+    figure = ""
+    if write_figure and groups:
+        figure = f"\n\n![MoNuSeg test Dice per seed]({seed_figure(groups).relative_to(RECORDS.parents[1]).as_posix()})"
     machine = next((r["machine"] for r in records()), "")
     published = ["| DuSSS's table (published) | 25 % Dice | 50 % Dice |", "|---|---|---|"]
     published += [f"| {name} | {by.get(0.25, '')} | {by.get(0.5, '')} |" for name, by in PUBLISHED.items() if name != "U-Net"]
     published.append(f"| U-Net, 100 % labelled | {PUBLISHED['U-Net'][1.0]} (mIoU 68.46) | |")
-    return "\n".join(rows) + (f"\n\nMachine: {machine}." if machine else "") + "\n\n" + "\n".join(published)
+    return "\n".join(rows) + (f"\n\nMachine: {machine}." if machine else "") + figure + "\n\n" + "\n".join(published)
 
 
 def main() -> None:
@@ -111,7 +169,7 @@ def main() -> None:
     if args.report:
         from results_md import show_section
 
-        show_section("monuseg", report(), args.write)
+        show_section("monuseg", report(write_figure=args.write), args.write)
         return
     if not args.data or not (Path(args.data) / "dataset.json").is_file():
         sys.exit("--data must be the MoNuSeg folder with its dataset.json: build it with "
