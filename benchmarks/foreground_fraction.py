@@ -20,6 +20,7 @@ from stage2 import resized
 
 from vessa.data import load_datalist
 from vessa.evaluation.student import load_eval_volumes, predict_volume_slicewise
+from vessa.metrics import case_metrics
 from vessa.networks.students import StudentUNet
 
 STUDENT_FEATURES = json.loads((Path(__file__).resolve().parents[1] / "configs" / "stage2.json").read_text())["student_features"]
@@ -33,12 +34,13 @@ def foreground_shares(run_dir: Path, data: str, size: int = 224) -> dict:
     network = StudentUNet(spatial_dims=2, features=STUDENT_FEATURES, in_channels=volumes[0]["image"].shape[0], out_channels=len(datalist.label_values))
     network.load_state_dict(torch.load(run_dir / "models" / "model.pt", map_location="cpu", weights_only=True))
     network.eval()
+    values = np.asarray(sorted(datalist.label_values))  # output channel k is label value values[k]
     predicted, true, dice = [], [], []
     for v in volumes:
-        p, t = predict_volume_slicewise(network, v["image"], size, "cpu") > 0, np.asarray(v["label"]) > 0
-        predicted.append(p.mean())
-        true.append(t.mean())
-        dice.append(2 * (p & t).sum() / max(1, p.sum() + t.sum()))
+        pred, label = values[predict_volume_slicewise(network, v["image"], size, "cpu")], np.asarray(v["label"])
+        predicted.append((pred > 0).mean())
+        true.append((label > 0).mean())
+        dice.append(np.mean([m["dice"] for m in case_metrics(pred, label, values).values()]))
     return {"cases": len(volumes), "predicted": 100 * np.mean(predicted), "true": 100 * np.mean(true), "dice": 100 * np.mean(dice)}
 
 

@@ -118,8 +118,9 @@ def seed_figure(groups: dict[tuple[str, float], list[dict]]) -> Path:
 def report(write_figure: bool = False) -> str:
     """Our runs beside DuSSS's published table: Dice and mIoU mean +- std over the seeds, paired differences, diagnostics,
     epochs and time per run; with ``write_figure`` also the per-seed figure."""
+    found = records()
     groups: dict[tuple[str, float], list[dict]] = {}
-    for r in records():
+    for r in found:
         groups.setdefault((run_name(r), float(r["labeled"])), []).append(r)
     rows = [
         "| method | labelled | test Dice % | test mIoU % | seeds | paired with supervised only, Dice points (per seed) "
@@ -148,7 +149,7 @@ def report(write_figure: bool = False) -> str:
     figure = ""
     if write_figure and groups:
         figure = f"\n\n![MoNuSeg test Dice per seed]({seed_figure(groups).relative_to(RECORDS.parents[1]).as_posix()})"
-    machine = next((r["machine"] for r in records()), "")
+    machine = next((r["machine"] for r in found), "")
     published = ["| DuSSS's table (published) | 25 % Dice | 50 % Dice |", "|---|---|---|"]
     published += [f"| {name} | {by.get(0.25, '')} | {by.get(0.5, '')} |" for name, by in PUBLISHED.items() if name != "U-Net"]
     published.append(f"| U-Net, 100 % labelled | {PUBLISHED['U-Net'][1.0]} (mIoU 68.46) | |")
